@@ -1,0 +1,1027 @@
+/*
+ * eventpoll_core.c - a userspace eventpoll with a wait-free ready list.
+ *
+ * One kernel epoll instance holds every registered fd.  Poller threads
+ * block in epoll_wait() on it; each registration carries EPOLLONESHOT in
+ * the kernel, so each readiness event reaches exactly one thread.  The
+ * poller marks the item READY with one compare-and-swap and appends it to
+ * the ready list, a wfcqueue (wfcqueue.h), without taking any lock.  The
+ * consumer (wfc_ep_wait, called by the event loop thread) splices the
+ * whole ready list into its private transaction list in O(1), delivers the
+ * events, and re-arms what the user registered level-triggered.
+ *
+ * LOCKING
+ *   ctl_lock (pthread mutex)
+ *     Held by: wfc_ep_add/mod/del (any thread) and by the consumer while it
+ *     splices, delivers, reaps and re-arms (wfc_ep_wait).
+ *     Protects: the fd map, the free-slot stack, the re-arm vector, slot
+ *     allocation, and the fields of an item other than `node` and `word`
+ *     (fd, mask, data, rearm_pending).  It also gives the consumer-side
+ *     wfcqueue operations (splice-from, dequeue) their required exclusion.
+ *     Never taken by a poller thread.
+ *   ready_lock (pthread mutex)
+ *     Only for WFC_READY_LIST_MUTEX, the benchmark's comparison list:
+ *     guards mhead/mtail.  Taken by pollers and the consumer, never while
+ *     ctl_lock is wanted by the same thread (order: ctl_lock -> ready_lock).
+ *   Poller threads hold no lock with the wfcqueue list.  Item memory is
+ *   never freed while pollers run: slots live in chunks that are released
+ *   only by wfc_ep_destroy() after every poller has been joined, and a
+ *   reused slot is told apart by its generation.
+ *
+ * ITEM WORD (one 64-bit atomic per item, changed only by CAS/exchange)
+ *   bits 63..32  generation: bumped every time the slot is freed; the
+ *                kernel's epoll_event.data carries (slot index, generation),
+ *                so an event for a removed or reused registration fails the
+ *                generation check inside the same CAS that marks it READY.
+ *   bits 31..16  pending events, OR-ed in by pollers while READY.
+ *   bits  1..0   state: FREE, IDLE, READY, ZOMBIE.
+ *
+ * STATE TRANSITIONS (as in the kernel RFC; caller in brackets)
+ *   FREE   -> IDLE    registration, before the kernel gets the tag  [add, ctl_lock]
+ *   IDLE   -> READY   event arrived; the winner of the CAS appends the item
+ *                     to the ready list (or, inline, the transaction list)
+ *                                                        [poller / inline harvest]
+ *   READY  -> READY   event arrived again; its bits are OR-ed in, nothing is
+ *                     enqueued (the item is already on a list)  [poller / inline]
+ *   READY  -> IDLE    consumer took the item off its transaction list and
+ *                     takes the pending bits; only then may the item be
+ *                     re-armed, so an event right after the re-arm finds
+ *                     IDLE and enqueues it again      [consumer, ctl_lock]
+ *   IDLE   -> FREE    removal of an item that is on no list; generation++
+ *                                                 [del/stale, ctl_lock]
+ *   READY  -> ZOMBIE  removal of an item that is on a list; the consumer
+ *                     meets it later and reaps it     [del/stale, ctl_lock]
+ *   ZOMBIE -> FREE    reaping; generation++           [consumer, ctl_lock]
+ *   Pollers only ever perform IDLE->READY and READY->READY, and only when
+ *   the generation matches; every other transition is made under ctl_lock,
+ *   so the consumer and the registrars never race with each other on the
+ *   state, only with pollers (hence CAS loops there).
+ *
+ * KERNEL REGISTRATION
+ *   level-triggered (user mask without EPOLLET/EPOLLONESHOT): kernel gets
+ *     mask|EPOLLONESHOT; after delivery the item is re-armed with
+ *     EPOLL_CTL_MOD at the start of the next wfc_ep_wait() call, when the
+ *     kernel re-checks the level after the user had the chance to consume
+ *     it (so a drained fd is not reported again, as with a plain epoll).
+ *   EPOLLONESHOT from the user: kernel gets mask as is; never re-armed by
+ *     us (the user's modify re-arms it), except when the pending bits were
+ *     all masked out by a modify, since then nothing was delivered.
+ *   EPOLLET without EPOLLONESHOT: kernel gets mask as is, edge-triggered
+ *     WITHOUT EPOLLONESHOT.  An edge-triggered kernel item already leaves
+ *     the kernel's ready list when one epoll_wait() returns it, so each edge
+ *     reaches exactly one poller; re-arming an EPOLLET|EPOLLONESHOT item
+ *     with EPOLL_CTL_MOD would instead report the current level again and
+ *     turn edge-triggered into level-triggered.
+ *   EPOLLEXCLUSIVE is refused with EINVAL: it only has meaning between
+ *     several epoll instances and the kernel refuses it with EPOLLONESHOT.
+ *
+ * WAKE-UP PROTOCOL (no lost wake-up, no redundant one)
+ *   consumer: sleepers++; seq_cst fence (Y); if the ready list is empty,
+ *             sleep in poll() on wake_efd; sleepers--.
+ *   poller:   append to the ready list; if the append found it empty,
+ *             seq_cst fence (X), then if sleepers > 0, write wake_efd.
+ *   Either X precedes Y in the fences' total order, and the consumer's
+ *   emptiness check sees the append, or Y precedes X and the poller sees
+ *   sleepers > 0 (C11 7.17.4: fences order an earlier write of one thread
+ *   before a later read of the other).  A poller whose append found the
+ *   list non-empty never wakes: the one that made it non-empty did, or the
+ *   consumer had not gone to sleep yet and will see the list non-empty.
+ */
+#define _GNU_SOURCE
+#include "eventpoll_core.h"
+#include "wfcqueue.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#define ST_FREE 0u
+#define ST_IDLE 1u
+#define ST_READY 2u
+#define ST_ZOMBIE 3u
+
+#define W_STATE_MASK 3ull
+#define W_EV_SHIFT 16
+#define W_GEN_SHIFT 32
+
+#define CHUNK_SHIFT 10
+#define CHUNK_SIZE (1u << CHUNK_SHIFT)
+#define MAX_CHUNKS 4096u /* 4M slots */
+
+#define TAG_STOP UINT64_MAX            /* the stop eventfd */
+#define TAG_PROBE (UINT64_MAX - 1)     /* errno probes of unknown fds */
+
+#define POLLER_BATCH 64
+#define HARVEST_BATCH 64
+#define POLLER_STACK_SIZE (256 * 1024)
+
+static inline uint64_t w_make(uint32_t gen, uint32_t events, unsigned state)
+{
+    return ((uint64_t)gen << W_GEN_SHIFT)
+         | ((uint64_t)(events & WFC_EVENT_BITS) << W_EV_SHIFT)
+         | state;
+}
+static inline uint32_t w_gen(uint64_t w) { return (uint32_t)(w >> W_GEN_SHIFT); }
+static inline uint32_t w_events(uint64_t w) { return (uint32_t)(w >> W_EV_SHIFT) & WFC_EVENT_BITS; }
+static inline unsigned w_state(uint64_t w) { return (unsigned)(w & W_STATE_MASK); }
+
+static inline uint64_t make_tag(uint32_t idx, uint32_t gen) { return ((uint64_t)idx << 32) | gen; }
+
+struct wfc_item {
+    struct wfcq_node node;     /* ready/transaction list link: pollers + consumer */
+    _Atomic uint64_t word;     /* generation | pending | state: pollers + consumer */
+    /* Below: ctl_lock only; never read by a poller. */
+    int fd;
+    uint32_t mask;             /* the user's event mask, flags included */
+    uint64_t data;
+    uint32_t idx;              /* this slot's index; constant */
+    uint8_t rearm_pending;     /* in rearm_vec and not re-armed yet */
+};
+
+/* Counters written by one poller (or, for inline_stats, by consuming
+ * threads), each set on its own cache line; relaxed: they are statistics,
+ * read only by wfc_ep_get_stats() as a snapshot. */
+struct harvest_stats {
+    _Alignas(WFCQ_CACHE_LINE) _Atomic uint64_t harvested;
+    _Atomic uint64_t enqueued;
+    _Atomic uint64_t found_empty;
+    _Atomic uint64_t coalesced;
+    _Atomic uint64_t stale;
+    _Atomic uint64_t wakeups;
+};
+
+struct poller {
+    pthread_t thread;
+    struct wfc_ep *ep;
+    int started;
+    struct harvest_stats stats;
+};
+
+struct wfc_ep {
+    int kfd;                   /* the kernel epoll instance */
+    int stop_efd;              /* in kfd, level-triggered: written once at shutdown */
+    int wake_efd;              /* consumer's sleep; written by pollers */
+    int npollers;
+    int ready_kind;
+    struct poller *pollers;
+
+    /* Ready list: pollers append, the consumer splices.  */
+    struct wfcq_head ready_head;
+    struct wfcq_tail ready_tail;
+    /* The benchmark-only mutex list. */
+    pthread_mutex_t ready_lock;
+    struct wfcq_node *mhead, *mtail;
+
+    /* Transaction list: the consumer's; inline harvesting threads append. */
+    struct wfcq_head txn_head;
+    struct wfcq_tail txn_tail;
+
+    _Alignas(WFCQ_CACHE_LINE) _Atomic int sleepers;
+    _Atomic int closing;
+    _Atomic int users;
+
+    pthread_mutex_t ctl_lock;
+    _Atomic(struct wfc_item *) chunks[MAX_CHUNKS];
+    uint32_t nslots;
+    uint32_t *free_stack;
+    size_t nfree, free_cap;
+    uint32_t *fd_map;          /* fd -> slot index + 1, 0 = none */
+    size_t fd_map_len;
+    uint64_t *rearm_vec;       /* tags of items to re-arm at the next wait */
+    size_t nrearm, rearm_cap;
+
+    struct harvest_stats inline_stats;
+    _Atomic uint64_t sleeps, splices, delivered, rearms, reaped, registered;
+};
+
+#define STAT_ADD(field, n) atomic_fetch_add_explicit(&(field), (n), memory_order_relaxed)
+
+/* ---------------------------------------------------------------- slots */
+
+/* Any thread.  Acquire pairs with the release store that published the
+ * chunk (alloc_slot); a NULL chunk means the tag cannot be ours. */
+static inline struct wfc_item *slot_lookup(wfc_ep *ep, uint32_t idx)
+{
+    struct wfc_item *chunk;
+    if ((idx >> CHUNK_SHIFT) >= MAX_CHUNKS)
+        return NULL;
+    chunk = atomic_load_explicit(&ep->chunks[idx >> CHUNK_SHIFT], memory_order_acquire);
+    return chunk ? &chunk[idx & (CHUNK_SIZE - 1)] : NULL;
+}
+
+/* ctl_lock held.  Returns the index of a FREE slot, or -ENOMEM. */
+static int64_t alloc_slot(wfc_ep *ep)
+{
+    uint32_t idx;
+    if (ep->nfree > 0)
+        return ep->free_stack[--ep->nfree];
+    idx = ep->nslots;
+    if ((idx >> CHUNK_SHIFT) >= MAX_CHUNKS)
+        return -ENOMEM;
+    if ((idx & (CHUNK_SIZE - 1)) == 0) {
+        struct wfc_item *chunk = calloc(CHUNK_SIZE, sizeof(*chunk));
+        if (chunk == NULL)
+            return -ENOMEM;
+        for (uint32_t i = 0; i < CHUNK_SIZE; i++) {
+            wfcq_node_init(&chunk[i].node);
+            atomic_init(&chunk[i].word, w_make(1, 0, ST_FREE));
+            chunk[i].fd = -1;
+            chunk[i].idx = idx + i;
+        }
+        /* Release: the initialised slots are visible to a poller that
+         * finds the chunk (slot_lookup's acquire). */
+        atomic_store_explicit(&ep->chunks[idx >> CHUNK_SHIFT], chunk, memory_order_release);
+    }
+    ep->nslots++;
+    return idx;
+}
+
+/* ctl_lock held.  The free stack never needs more than nslots entries, and
+ * grows before a slot can be freed, so pushing never fails. */
+static int reserve_free_stack(wfc_ep *ep)
+{
+    if (ep->free_cap >= ep->nslots + 1)
+        return 0;
+    size_t cap = ep->free_cap ? ep->free_cap * 2 : 64;
+    while (cap < ep->nslots + 1)
+        cap *= 2;
+    uint32_t *p = realloc(ep->free_stack, cap * sizeof(*p));
+    if (p == NULL)
+        return -ENOMEM;
+    ep->free_stack = p;
+    ep->free_cap = cap;
+    return 0;
+}
+
+/* ctl_lock held.  Returns the slot index mapped to fd, or -1. */
+static int64_t map_get(wfc_ep *ep, int fd)
+{
+    if (fd < 0 || (size_t)fd >= ep->fd_map_len || ep->fd_map[fd] == 0)
+        return -1;
+    return (int64_t)ep->fd_map[fd] - 1;
+}
+
+static int map_set(wfc_ep *ep, int fd, int64_t idx)
+{
+    if ((size_t)fd >= ep->fd_map_len) {
+        size_t len = ep->fd_map_len ? ep->fd_map_len : 256;
+        while (len <= (size_t)fd)
+            len *= 2;
+        uint32_t *p = realloc(ep->fd_map, len * sizeof(*p));
+        if (p == NULL)
+            return -ENOMEM;
+        memset(p + ep->fd_map_len, 0, (len - ep->fd_map_len) * sizeof(*p));
+        ep->fd_map = p;
+        ep->fd_map_len = len;
+    }
+    ep->fd_map[fd] = (uint32_t)(idx + 1);
+    return 0;
+}
+
+static inline uint32_t kernel_mask(uint32_t mask)
+{
+    if ((mask & EPOLLET) && !(mask & EPOLLONESHOT))
+        return mask;            /* see KERNEL REGISTRATION above */
+    return mask | EPOLLONESHOT;
+}
+
+static inline bool rearmed_after_delivery(uint32_t mask)
+{
+    return !(mask & (EPOLLET | EPOLLONESHOT));
+}
+
+/*
+ * ctl_lock held.  Take a registration out of service: IDLE -> FREE
+ * (generation++) or READY -> ZOMBIE (the consumer reaps it).  Races only
+ * with pollers, whose IDLE->READY or READY->READY CAS makes ours retry.
+ */
+static void retire_item(wfc_ep *ep, uint32_t idx, struct wfc_item *item)
+{
+    uint64_t w = atomic_load_explicit(&item->word, memory_order_acquire);
+    uint64_t nw;
+    unsigned st;
+
+    for (;;) {
+        st = w_state(w);
+        if (st == ST_IDLE)
+            nw = w_make(w_gen(w) + 1, 0, ST_FREE);
+        else if (st == ST_READY)
+            nw = w_make(w_gen(w), 0, ST_ZOMBIE);
+        else
+            return;
+        /* acq_rel: acquire orders our later reuse of the slot after a
+         * poller's last CAS on it; release publishes the new state. */
+        if (atomic_compare_exchange_weak_explicit(&item->word, &w, nw,
+                                                  memory_order_acq_rel,
+                                                  memory_order_acquire))
+            break;
+    }
+    item->rearm_pending = 0;
+    if (st == ST_IDLE) {
+        item->fd = -1;
+        ep->free_stack[ep->nfree++] = idx;
+    }
+    STAT_ADD(ep->registered, (uint64_t)-1);
+}
+
+/* ctl_lock held.  ZOMBIE -> FREE for an item the consumer took off its
+ * transaction list. */
+static void reap_item(wfc_ep *ep, uint32_t idx, struct wfc_item *item, uint64_t w)
+{
+    /* Release: a later registration that reuses the slot is ordered after
+     * our last reads of it. */
+    atomic_store_explicit(&item->word, w_make(w_gen(w) + 1, 0, ST_FREE), memory_order_release);
+    item->fd = -1;
+    ep->free_stack[ep->nfree++] = idx;
+    STAT_ADD(ep->reaped, 1);
+}
+
+/* ------------------------------------------------------------ ready list */
+
+/* Any poller.  Returns true when the list was empty before. */
+static inline bool ready_push(wfc_ep *ep, struct wfc_item *item)
+{
+    bool was_empty;
+    if (ep->ready_kind == WFC_READY_LIST_WFCQUEUE)
+        return wfcq_enqueue(&ep->ready_head, &ep->ready_tail, &item->node);
+    pthread_mutex_lock(&ep->ready_lock);
+    atomic_store_explicit(&item->node.next, NULL, memory_order_relaxed);
+    was_empty = ep->mhead == NULL;
+    if (was_empty)
+        ep->mhead = &item->node;
+    else
+        atomic_store_explicit(&ep->mtail->next, &item->node, memory_order_relaxed);
+    ep->mtail = &item->node;
+    pthread_mutex_unlock(&ep->ready_lock);
+    return was_empty;
+}
+
+/* Consumer.  A snapshot; see the wake-up protocol for the fence before it. */
+static inline bool ready_empty(wfc_ep *ep)
+{
+    bool empty;
+    if (ep->ready_kind == WFC_READY_LIST_WFCQUEUE)
+        return wfcq_empty(&ep->ready_head, &ep->ready_tail);
+    pthread_mutex_lock(&ep->ready_lock);
+    empty = ep->mhead == NULL;
+    pthread_mutex_unlock(&ep->ready_lock);
+    return empty;
+}
+
+/* Consumer, ctl_lock held: move the whole ready list to the transaction
+ * list in O(1). */
+static inline void ready_splice(wfc_ep *ep)
+{
+    if (ep->ready_kind == WFC_READY_LIST_WFCQUEUE) {
+        if (wfcq_splice(&ep->txn_head, &ep->txn_tail, &ep->ready_head, &ep->ready_tail)
+            != WFCQ_SPLICE_SRC_EMPTY)
+            STAT_ADD(ep->splices, 1);
+        return;
+    }
+    pthread_mutex_lock(&ep->ready_lock);
+    struct wfcq_node *first = ep->mhead, *last = ep->mtail;
+    ep->mhead = ep->mtail = NULL;
+    pthread_mutex_unlock(&ep->ready_lock);
+    if (first != NULL) {
+        wfcq_append(&ep->txn_head, &ep->txn_tail, first, last);
+        STAT_ADD(ep->splices, 1);
+    }
+}
+
+/* ---------------------------------------------------------- harvesting */
+
+/*
+ * A kernel event arrived for `tag` (poller or inline harvesting thread).
+ * Returns the item when this call moved it IDLE -> READY, so the caller
+ * must append it to a list; NULL when it was coalesced or stale.
+ */
+static struct wfc_item *mark_ready(wfc_ep *ep, uint64_t tag, uint32_t events,
+                                   struct harvest_stats *st)
+{
+    uint32_t gen = (uint32_t)tag;
+    struct wfc_item *item = slot_lookup(ep, (uint32_t)(tag >> 32));
+    uint64_t w, nw;
+
+    if (item == NULL) {
+        STAT_ADD(st->stale, 1);
+        return NULL;
+    }
+    /* Acquire: see the registration's IDLE store (and the consumer's IDLE
+     * store after its last touch of item->node). */
+    w = atomic_load_explicit(&item->word, memory_order_acquire);
+    for (;;) {
+        unsigned state = w_state(w);
+        if (w_gen(w) != gen || state == ST_FREE || state == ST_ZOMBIE) {
+            /* Removed or reused since the kernel queued this event: the
+             * memory is a live slot, but not ours to touch any more. */
+            STAT_ADD(st->stale, 1);
+            return NULL;
+        }
+        nw = w | ((uint64_t)(events & WFC_EVENT_BITS) << W_EV_SHIFT);
+        if (state == ST_IDLE)
+            nw = (nw & ~W_STATE_MASK) | ST_READY;
+        /* acq_rel, one CAS checks the generation, the state and ORs the
+         * bits.  Acquire: the consumer's accesses to item->node (its
+         * dequeue) happen before our enqueue rewrites node.next.  Release:
+         * the consumer that exchanges the word sees our bits. */
+        if (atomic_compare_exchange_weak_explicit(&item->word, &w, nw,
+                                                  memory_order_acq_rel,
+                                                  memory_order_acquire)) {
+            if (state == ST_IDLE) {
+                STAT_ADD(st->enqueued, 1);
+                return item;
+            }
+            STAT_ADD(st->coalesced, 1);
+            return NULL;
+        }
+    }
+}
+
+static void wake_consumer_if_sleeping(wfc_ep *ep, struct harvest_stats *st)
+{
+    /* Fence X of the wake-up protocol (see the top of this file). */
+    atomic_thread_fence(memory_order_seq_cst);
+    if (atomic_load_explicit(&ep->sleepers, memory_order_relaxed) > 0) {
+        uint64_t one = 1;
+        ssize_t r = write(ep->wake_efd, &one, sizeof(one));
+        (void)r; /* EAGAIN only if the counter is about to overflow: already woken */
+        STAT_ADD(st->wakeups, 1);
+    }
+}
+
+static void *poller_main(void *arg)
+{
+    struct poller *p = arg;
+    wfc_ep *ep = p->ep;
+    struct epoll_event evs[POLLER_BATCH];
+
+    for (;;) {
+        int n = epoll_wait(ep->kfd, evs, POLLER_BATCH, -1);
+        bool stop = false, found_empty = false;
+
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            break;   /* EBADF: the kernel fd was closed under us */
+        }
+        STAT_ADD(p->stats.harvested, (uint64_t)n);
+        for (int i = 0; i < n; i++) {
+            struct wfc_item *item;
+            if (evs[i].data.u64 == TAG_STOP) {
+                stop = true;
+                continue;
+            }
+            item = mark_ready(ep, evs[i].data.u64, evs[i].events, &p->stats);
+            if (item != NULL && ready_push(ep, item)) {
+                found_empty = true;
+                STAT_ADD(p->stats.found_empty, 1);
+            }
+        }
+        /* One wake-up per batch, only on the empty -> non-empty edge. */
+        if (found_empty)
+            wake_consumer_if_sleeping(ep, &p->stats);
+        if (stop || atomic_load_explicit(&ep->closing, memory_order_acquire))
+            break;
+    }
+    return NULL;
+}
+
+/*
+ * The consuming thread reads the kernel itself: inline mode's only source,
+ * and poller mode's assist before sleeping (an event already queued in the
+ * kernel is taken now instead of after a poller's hand-off).  EPOLLONESHOT
+ * still gives each event to exactly one thread.  Items go straight onto the
+ * transaction list.  Returns the number of kernel events or -errno.
+ */
+static int harvest_inline(wfc_ep *ep, int timeout_ms)
+{
+    struct epoll_event evs[HARVEST_BATCH];
+    int n = epoll_wait(ep->kfd, evs, HARVEST_BATCH, timeout_ms);
+
+    if (n < 0)
+        return -errno;
+    STAT_ADD(ep->inline_stats.harvested, (uint64_t)n);
+    for (int i = 0; i < n; i++) {
+        struct wfc_item *item;
+        if (evs[i].data.u64 == TAG_STOP)
+            continue;
+        item = mark_ready(ep, evs[i].data.u64, evs[i].events, &ep->inline_stats);
+        if (item != NULL)
+            wfcq_enqueue(&ep->txn_head, &ep->txn_tail, &item->node);
+    }
+    return n;
+}
+
+/* ------------------------------------------------------------- consumer */
+
+/* ctl_lock held. */
+static void schedule_rearm(wfc_ep *ep, uint32_t idx, struct wfc_item *item, uint32_t gen)
+{
+    if (item->rearm_pending)
+        return;
+    if (ep->nrearm == ep->rearm_cap) {
+        size_t cap = ep->rearm_cap ? ep->rearm_cap * 2 : 64;
+        uint64_t *p = realloc(ep->rearm_vec, cap * sizeof(*p));
+        if (p == NULL) {
+            /* No room to defer it: re-arm now (still after IDLE). */
+            struct epoll_event ev = {kernel_mask(item->mask), {.u64 = make_tag(idx, gen)}};
+            epoll_ctl(ep->kfd, EPOLL_CTL_MOD, item->fd, &ev);
+            STAT_ADD(ep->rearms, 1);
+            return;
+        }
+        ep->rearm_vec = p;
+        ep->rearm_cap = cap;
+    }
+    item->rearm_pending = 1;
+    ep->rearm_vec[ep->nrearm++] = make_tag(idx, gen);
+}
+
+/* ctl_lock held.  Remove fd's mapping if it still points at idx. */
+static void unmap_if(wfc_ep *ep, int fd, uint32_t idx)
+{
+    if (map_get(ep, fd) == (int64_t)idx)
+        ep->fd_map[fd] = 0;
+}
+
+/* ctl_lock held.  Re-arm the level-triggered items delivered by the
+ * previous wait: the kernel re-checks their level now. */
+static void rearm_delivered(wfc_ep *ep)
+{
+    for (size_t i = 0; i < ep->nrearm; i++) {
+        uint64_t tag = ep->rearm_vec[i];
+        uint32_t idx = (uint32_t)(tag >> 32), gen = (uint32_t)tag;
+        struct wfc_item *item = slot_lookup(ep, idx);
+        uint64_t w;
+
+        if (item == NULL || !item->rearm_pending)
+            continue;
+        w = atomic_load_explicit(&item->word, memory_order_acquire);
+        if (w_gen(w) != gen || w_state(w) != ST_IDLE)
+            continue;
+        item->rearm_pending = 0;
+        struct epoll_event ev = {kernel_mask(item->mask), {.u64 = tag}};
+        STAT_ADD(ep->rearms, 1);
+        if (epoll_ctl(ep->kfd, EPOLL_CTL_MOD, item->fd, &ev) < 0) {
+            /* The fd was closed (the kernel dropped it) or its number now
+             * names a file that is not registered: the registration is
+             * gone, as it would be from a kernel epoll. */
+            int fd = item->fd;
+            retire_item(ep, idx, item);
+            unmap_if(ep, fd, idx);
+        }
+    }
+    ep->nrearm = 0;
+}
+
+/* ctl_lock held.  Splice, then deliver up to maxevents from the
+ * transaction list.  Items left over stay there, READY, for the next call. */
+static int deliver(wfc_ep *ep, wfc_event *out, int maxevents)
+{
+    int n = 0;
+
+    ready_splice(ep);
+    while (n < maxevents) {
+        bool was_last;
+        struct wfcq_node *node = wfcq_dequeue(&ep->txn_head, &ep->txn_tail, &was_last);
+        struct wfc_item *item;
+        uint64_t w;
+        uint32_t idx, revents;
+
+        if (node == NULL)
+            break;
+        item = (struct wfc_item *)((char *)node - offsetof(struct wfc_item, node));
+        /* Only ctl_lock holders move an item out of READY, and we hold it:
+         * the state read here is READY or ZOMBIE and stays so, except that
+         * pollers may still OR bits into a READY item. */
+        w = atomic_load_explicit(&item->word, memory_order_acquire);
+        idx = item->idx;
+        if (w_state(w) == ST_ZOMBIE) {
+            reap_item(ep, idx, item, w);
+            continue;
+        }
+        /* READY -> IDLE, taking every bit OR-ed in so far.  acq_rel:
+         * release orders our dequeue (reads of node.next) before a poller
+         * that wins IDLE -> READY and rewrites node.next; acquire gets the
+         * pollers' bits. */
+        w = atomic_exchange_explicit(&item->word, w_make(w_gen(w), 0, ST_IDLE),
+                                     memory_order_acq_rel);
+        revents = w_events(w) & (item->mask | EPOLLERR | EPOLLHUP) & WFC_EVENT_BITS;
+        if (rearmed_after_delivery(item->mask)
+            || (revents == 0 && (item->mask & EPOLLONESHOT)))
+            schedule_rearm(ep, idx, item, w_gen(w));
+        if (revents) {
+            out[n].fd = item->fd;
+            out[n].events = revents;
+            out[n].data = item->data;
+            n++;
+        }
+    }
+    STAT_ADD(ep->delivered, (uint64_t)n);
+    return n;
+}
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Poller mode: sleep until a poller wakes us, the timeout passes or a
+ * signal arrives.  Returns 0 or -EINTR. */
+static int sleep_on_ready_list(wfc_ep *ep, int timeout_ms)
+{
+    int r = 0, err = 0;
+
+    atomic_fetch_add_explicit(&ep->sleepers, 1, memory_order_relaxed);
+    /* Fence Y of the wake-up protocol. */
+    atomic_thread_fence(memory_order_seq_cst);
+    if (ready_empty(ep) && !atomic_load_explicit(&ep->closing, memory_order_relaxed)) {
+        struct pollfd pfd = {ep->wake_efd, POLLIN, 0};
+        STAT_ADD(ep->sleeps, 1);
+        r = poll(&pfd, 1, timeout_ms);
+        err = errno;
+    }
+    atomic_fetch_sub_explicit(&ep->sleepers, 1, memory_order_relaxed);
+    if (r > 0) {
+        uint64_t count;
+        ssize_t rr = read(ep->wake_efd, &count, sizeof(count)); /* reset; EAGAIN if another sleeper took it */
+        (void)rr;
+    } else if (r < 0 && err == EINTR) {
+        return -EINTR;
+    }
+    return 0;
+}
+
+int wfc_ep_wait(wfc_ep *ep, wfc_event *out, int maxevents, int timeout_ms)
+{
+    int64_t deadline = timeout_ms > 0 ? now_ms() + timeout_ms : 0;
+    int n, r;
+
+    if (maxevents <= 0)
+        return -EINVAL;
+    pthread_mutex_lock(&ep->ctl_lock);
+    rearm_delivered(ep);
+    pthread_mutex_unlock(&ep->ctl_lock);
+
+    for (;;) {
+        int wait_ms;
+
+        pthread_mutex_lock(&ep->ctl_lock);
+        n = deliver(ep, out, maxevents);
+        pthread_mutex_unlock(&ep->ctl_lock);
+        if (n > 0)
+            return n;
+        if (atomic_load_explicit(&ep->closing, memory_order_acquire))
+            return -EBADF;
+
+        if (timeout_ms < 0)
+            wait_ms = -1;
+        else if (timeout_ms == 0)
+            wait_ms = 0;
+        else {
+            int64_t left = deadline - now_ms();
+            wait_ms = left > 0 ? (int)left : 0;
+        }
+
+        if (ep->npollers == 0) {
+            r = harvest_inline(ep, wait_ms);
+            if (r < 0)
+                return r;
+            if (r == 0 && wait_ms >= 0) {
+                /* Timed out; a last look in case another thread harvested. */
+                pthread_mutex_lock(&ep->ctl_lock);
+                n = deliver(ep, out, maxevents);
+                pthread_mutex_unlock(&ep->ctl_lock);
+                return n;
+            }
+            continue;
+        }
+        r = harvest_inline(ep, 0);
+        if (r < 0)
+            return r;
+        if (r > 0)
+            continue;
+        if (wait_ms == 0) {
+            pthread_mutex_lock(&ep->ctl_lock);
+            n = deliver(ep, out, maxevents);
+            pthread_mutex_unlock(&ep->ctl_lock);
+            return n;
+        }
+        r = sleep_on_ready_list(ep, wait_ms);
+        if (r < 0)
+            return r;
+    }
+}
+
+/* ------------------------------------------------------ registration */
+
+int wfc_ep_add(wfc_ep *ep, int fd, uint32_t events, uint64_t data)
+{
+    struct epoll_event ev;
+    struct wfc_item *item;
+    int64_t idx, old;
+    uint32_t gen;
+    int err = 0;
+
+    if (events & EPOLLEXCLUSIVE)
+        return -EINVAL;
+    if (atomic_load_explicit(&ep->closing, memory_order_acquire))
+        return -EBADF;
+    pthread_mutex_lock(&ep->ctl_lock);
+    /* Room on the free stack first, so that freeing never fails later. */
+    idx = reserve_free_stack(ep) < 0 ? -ENOMEM : alloc_slot(ep);
+    if (idx < 0) {
+        pthread_mutex_unlock(&ep->ctl_lock);
+        return (int)idx;
+    }
+    item = slot_lookup(ep, (uint32_t)idx);
+    gen = w_gen(atomic_load_explicit(&item->word, memory_order_relaxed));
+    item->fd = fd;
+    item->mask = events;
+    item->data = data;
+    item->rearm_pending = 0;
+    /* Release: IDLE before the kernel knows the tag, so the very first
+     * event finds the item ready to be marked. */
+    atomic_store_explicit(&item->word, w_make(gen, 0, ST_IDLE), memory_order_release);
+
+    ev.events = kernel_mask(events);
+    ev.data.u64 = make_tag((uint32_t)idx, gen);
+    if (epoll_ctl(ep->kfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
+        err = errno;
+        atomic_store_explicit(&item->word, w_make(gen + 1, 0, ST_FREE), memory_order_release);
+        item->fd = -1;
+        ep->free_stack[ep->nfree++] = (uint32_t)idx;
+        pthread_mutex_unlock(&ep->ctl_lock);
+        return -err;
+    }
+    old = map_get(ep, fd);
+    if (old >= 0) {
+        /* The kernel accepted fd, so the registration we still had under
+         * this number was for a file that was closed since (the kernel
+         * dropped it then): retire it so none of its events can reach the
+         * new registration. */
+        retire_item(ep, (uint32_t)old, slot_lookup(ep, (uint32_t)old));
+    }
+    if (map_set(ep, fd, idx) < 0) {
+        epoll_ctl(ep->kfd, EPOLL_CTL_DEL, fd, NULL);
+        retire_item(ep, (uint32_t)idx, item);
+        pthread_mutex_unlock(&ep->ctl_lock);
+        return -ENOMEM;
+    }
+    STAT_ADD(ep->registered, 1);
+    pthread_mutex_unlock(&ep->ctl_lock);
+    return 0;
+}
+
+int wfc_ep_mod(wfc_ep *ep, int fd, uint32_t events, uint64_t data)
+{
+    struct epoll_event ev;
+    struct wfc_item *item;
+    int64_t idx;
+    uint32_t gen;
+
+    if (events & EPOLLEXCLUSIVE)
+        return -EINVAL;
+    if (atomic_load_explicit(&ep->closing, memory_order_acquire))
+        return -EBADF;
+    pthread_mutex_lock(&ep->ctl_lock);
+    idx = map_get(ep, fd);
+    if (idx < 0) {
+        /* Not ours: let the kernel say why (EBADF, EPERM, EINVAL, ENOENT). */
+        int r;
+        ev.events = kernel_mask(events);
+        ev.data.u64 = TAG_PROBE;
+        r = epoll_ctl(ep->kfd, EPOLL_CTL_MOD, fd, &ev);
+        r = r < 0 ? -errno : 0;
+        pthread_mutex_unlock(&ep->ctl_lock);
+        return r;
+    }
+    item = slot_lookup(ep, (uint32_t)idx);
+    gen = w_gen(atomic_load_explicit(&item->word, memory_order_acquire));
+    ev.events = kernel_mask(events);
+    ev.data.u64 = make_tag((uint32_t)idx, gen);
+    if (epoll_ctl(ep->kfd, EPOLL_CTL_MOD, fd, &ev) < 0) {
+        int err = errno;
+        if (err == ENOENT || err == EBADF) {
+            retire_item(ep, (uint32_t)idx, item);
+            unmap_if(ep, fd, (uint32_t)idx);
+        }
+        pthread_mutex_unlock(&ep->ctl_lock);
+        return -err;
+    }
+    /* The kernel item is armed with the new mask: a deferred re-arm would
+     * only repeat it. */
+    item->mask = events;
+    item->data = data;
+    item->rearm_pending = 0;
+    pthread_mutex_unlock(&ep->ctl_lock);
+    return 0;
+}
+
+int wfc_ep_del(wfc_ep *ep, int fd)
+{
+    int64_t idx;
+    int r;
+
+    if (atomic_load_explicit(&ep->closing, memory_order_acquire))
+        return -EBADF;
+    pthread_mutex_lock(&ep->ctl_lock);
+    r = epoll_ctl(ep->kfd, EPOLL_CTL_DEL, fd, NULL) < 0 ? -errno : 0;
+    idx = map_get(ep, fd);
+    if (idx >= 0) {
+        /* Whatever the kernel said, the registration is gone from it. */
+        retire_item(ep, (uint32_t)idx, slot_lookup(ep, (uint32_t)idx));
+        ep->fd_map[fd] = 0;
+    }
+    pthread_mutex_unlock(&ep->ctl_lock);
+    return r;
+}
+
+/* ------------------------------------------------------------ lifecycle */
+
+int wfc_ep_create(wfc_ep **out, int npollers, int kfd, int ready_list_kind)
+{
+    wfc_ep *ep;
+    int err;
+    sigset_t all, old;
+    pthread_attr_t attr;
+
+    *out = NULL;
+    if (npollers < 0 || npollers > 1024)
+        return -EINVAL;
+    if (posix_memalign((void **)&ep, WFCQ_CACHE_LINE, sizeof(*ep)) != 0)
+        return -ENOMEM;
+    memset(ep, 0, sizeof(*ep));
+    ep->kfd = ep->stop_efd = ep->wake_efd = -1;
+    ep->npollers = npollers;
+    ep->ready_kind = ready_list_kind;
+    wfcq_init(&ep->ready_head, &ep->ready_tail);
+    wfcq_init(&ep->txn_head, &ep->txn_tail);
+    pthread_mutex_init(&ep->ready_lock, NULL);
+    pthread_mutex_init(&ep->ctl_lock, NULL);
+
+    if (kfd >= 0) {
+        ep->kfd = kfd;
+    } else if ((ep->kfd = epoll_create1(EPOLL_CLOEXEC)) < 0) {
+        err = errno;
+        goto fail;
+    }
+    ep->stop_efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    ep->wake_efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (ep->stop_efd < 0 || ep->wake_efd < 0) {
+        err = errno;
+        goto fail;
+    }
+    {
+        struct epoll_event ev = {EPOLLIN, {.u64 = TAG_STOP}};
+        if (epoll_ctl(ep->kfd, EPOLL_CTL_ADD, ep->stop_efd, &ev) < 0) {
+            err = errno;
+            goto fail;
+        }
+    }
+    if (npollers > 0) {
+        ep->pollers = calloc((size_t)npollers, sizeof(*ep->pollers));
+        if (ep->pollers == NULL) {
+            err = ENOMEM;
+            goto fail;
+        }
+        /* Every signal blocked in the pollers: they inherit the creating
+         * thread's mask, so block all, create, restore.  Signals then go to
+         * Python's threads, whose handlers run in the main thread. */
+        sigfillset(&all);
+        pthread_sigmask(SIG_BLOCK, &all, &old);
+        pthread_attr_init(&attr);
+        pthread_attr_setstacksize(&attr, POLLER_STACK_SIZE);
+        err = 0;
+        for (int i = 0; i < npollers; i++) {
+            ep->pollers[i].ep = ep;
+            err = pthread_create(&ep->pollers[i].thread, &attr, poller_main, &ep->pollers[i]);
+            if (err != 0)
+                break;
+            ep->pollers[i].started = 1;
+            {
+                char name[32];
+                snprintf(name, sizeof(name), "wfc-poller-%d", i);
+                name[15] = '\0';   /* the kernel's limit for a thread name */
+                pthread_setname_np(ep->pollers[i].thread, name);
+            }
+        }
+        pthread_attr_destroy(&attr);
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
+        if (err != 0)
+            goto fail;
+    }
+    *out = ep;
+    return 0;
+
+fail:
+    if (kfd >= 0)
+        ep->kfd = -1;   /* an adopted fd stays the caller's when we fail */
+    wfc_ep_destroy(ep, 0);
+    return -err;
+}
+
+void wfc_ep_shutdown(wfc_ep *ep)
+{
+    uint64_t one = 1;
+    ssize_t r;
+
+    if (atomic_exchange_explicit(&ep->closing, 1, memory_order_seq_cst))
+        return;
+    /* The stop eventfd is level-triggered in the kernel epoll: every
+     * poller's epoll_wait (and an inline waiter's) returns it in turn. */
+    if (ep->stop_efd >= 0)
+        r = write(ep->stop_efd, &one, sizeof(one));
+    if (ep->wake_efd >= 0)
+        r = write(ep->wake_efd, &one, sizeof(one));
+    (void)r;
+}
+
+void wfc_ep_enter(wfc_ep *ep)
+{
+    atomic_fetch_add_explicit(&ep->users, 1, memory_order_seq_cst);
+}
+
+void wfc_ep_leave(wfc_ep *ep)
+{
+    /* Release: our last accesses to *ep happen before destroy frees it. */
+    atomic_fetch_sub_explicit(&ep->users, 1, memory_order_release);
+}
+
+void wfc_ep_destroy(wfc_ep *ep, int in_forked_child)
+{
+    if (ep == NULL)
+        return;
+    if (!in_forked_child) {
+        wfc_ep_shutdown(ep);
+        /* Acquire: pairs with wfc_ep_leave. */
+        while (atomic_load_explicit(&ep->users, memory_order_acquire) > 0) {
+            struct timespec ts = {0, 100000};
+            nanosleep(&ts, NULL);
+        }
+        for (int i = 0; i < ep->npollers && ep->pollers; i++)
+            if (ep->pollers[i].started)
+                pthread_join(ep->pollers[i].thread, NULL);
+    }
+    if (ep->stop_efd >= 0)
+        close(ep->stop_efd);
+    if (ep->wake_efd >= 0)
+        close(ep->wake_efd);
+    if (ep->kfd >= 0)
+        close(ep->kfd);
+    for (uint32_t c = 0; c < MAX_CHUNKS; c++) {
+        struct wfc_item *chunk = atomic_load_explicit(&ep->chunks[c], memory_order_relaxed);
+        if (chunk == NULL)
+            break;
+        free(chunk);
+    }
+    free(ep->pollers);
+    free(ep->free_stack);
+    free(ep->fd_map);
+    free(ep->rearm_vec);
+    if (!in_forked_child) {
+        pthread_mutex_destroy(&ep->ready_lock);
+        pthread_mutex_destroy(&ep->ctl_lock);
+    }
+    free(ep);
+}
+
+int wfc_ep_kernel_fd(const wfc_ep *ep) { return ep->kfd; }
+int wfc_ep_pollers(const wfc_ep *ep) { return ep->npollers; }
+int wfc_ep_closing(wfc_ep *ep) { return atomic_load_explicit(&ep->closing, memory_order_acquire); }
+
+static void add_harvest(wfc_ep_stats *s, struct harvest_stats *h)
+{
+    s->harvested += atomic_load_explicit(&h->harvested, memory_order_relaxed);
+    s->enqueued += atomic_load_explicit(&h->enqueued, memory_order_relaxed);
+    s->enqueued_found_empty += atomic_load_explicit(&h->found_empty, memory_order_relaxed);
+    s->coalesced += atomic_load_explicit(&h->coalesced, memory_order_relaxed);
+    s->stale += atomic_load_explicit(&h->stale, memory_order_relaxed);
+    s->wakeups += atomic_load_explicit(&h->wakeups, memory_order_relaxed);
+}
+
+void wfc_ep_get_stats(wfc_ep *ep, wfc_ep_stats *s)
+{
+    memset(s, 0, sizeof(*s));
+    s->pollers = (uint64_t)ep->npollers;
+    for (int i = 0; i < ep->npollers; i++)
+        add_harvest(s, &ep->pollers[i].stats);
+    add_harvest(s, &ep->inline_stats);
+    s->harvested_inline = atomic_load_explicit(&ep->inline_stats.harvested, memory_order_relaxed);
+    s->sleeps = atomic_load_explicit(&ep->sleeps, memory_order_relaxed);
+    s->splices = atomic_load_explicit(&ep->splices, memory_order_relaxed);
+    s->delivered = atomic_load_explicit(&ep->delivered, memory_order_relaxed);
+    s->rearms = atomic_load_explicit(&ep->rearms, memory_order_relaxed);
+    s->reaped = atomic_load_explicit(&ep->reaped, memory_order_relaxed);
+    s->registered = atomic_load_explicit(&ep->registered, memory_order_relaxed);
+}

@@ -1,0 +1,103 @@
+/*
+ * eventpoll_core.h - a userspace eventpoll whose ready list is a wait-free
+ * concurrent queue fed by poller threads (see eventpoll_core.c for the
+ * state machine, the locking rules and the memory-ordering arguments).
+ *
+ * Pure C: no Python object is ever touched here, so poller threads run
+ * without the GIL.  Every function returns 0 (or a count) on success and a
+ * negative errno on failure; the Cython layer turns that into an exception
+ * once, at the boundary.
+ */
+#ifndef WFCLOOP_EVENTPOLL_CORE_H
+#define WFCLOOP_EVENTPOLL_CORE_H
+
+#include <stdint.h>
+#include <sys/types.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct wfc_ep wfc_ep;
+
+/* One delivered event.  `data` is the value given at registration (the
+ * EventPoll wrapper does not use it; the event loop keeps a handle index
+ * there). */
+typedef struct wfc_event {
+    int fd;
+    uint32_t events;
+    uint64_t data;
+} wfc_event;
+
+/* Which ready list carries items from pollers to the consumer.  MUTEX
+ * exists only for the benchmark that compares it with the wfcqueue. */
+enum wfc_ready_list_kind {
+    WFC_READY_LIST_WFCQUEUE = 0,
+    WFC_READY_LIST_MUTEX = 1
+};
+
+typedef struct wfc_ep_stats {
+    uint64_t pollers;            /* poller threads running */
+    uint64_t harvested;          /* events taken from the kernel (pollers + inline) */
+    uint64_t harvested_inline;   /* ... of which by the consuming thread itself */
+    uint64_t enqueued;           /* IDLE->READY transitions put on a list */
+    uint64_t enqueued_found_empty; /* ... of which found the ready list empty */
+    uint64_t coalesced;          /* events OR-ed into an item already READY */
+    uint64_t stale;              /* events for a removed or reused item, dropped */
+    uint64_t wakeups;            /* times a poller woke the sleeping consumer */
+    uint64_t sleeps;             /* times the consumer went to sleep */
+    uint64_t splices;            /* non-empty splices of the ready list */
+    uint64_t delivered;          /* events returned by wfc_ep_wait */
+    uint64_t rearms;             /* EPOLL_CTL_MOD issued to re-arm an item */
+    uint64_t reaped;             /* ZOMBIE items freed by the consumer */
+    uint64_t registered;         /* items currently registered */
+} wfc_ep_stats;
+
+/* Create an eventpoll with `pollers` poller threads (0: inline mode, the
+ * consuming thread calls epoll_wait itself).  `kfd` >= 0 adopts an existing
+ * kernel epoll fd (fromfd); -1 creates one with EPOLL_CLOEXEC. */
+int wfc_ep_create(wfc_ep **out, int pollers, int kfd, int ready_list_kind);
+
+/* Stop and join every poller, close every fd the eventpoll opened (and the
+ * kernel epoll fd), free everything.  Waits until no thread is inside
+ * another wfc_ep_* call.  `in_forked_child`: the threads and locks belong
+ * to the parent; only close the fds and free. */
+void wfc_ep_destroy(wfc_ep *ep, int in_forked_child);
+
+/* Begin shutting down: wake every thread blocked in wfc_ep_wait and make
+ * further calls fail with -EBADF.  wfc_ep_destroy() does this too. */
+void wfc_ep_shutdown(wfc_ep *ep);
+
+/* Lifetime guard for callers that may race with wfc_ep_destroy() (the
+ * Python wrapper): enter before a call, leave after it; destroy waits until
+ * every thread has left.  Enter while the caller still knows ep is alive
+ * (the wrapper enters while holding the GIL). */
+void wfc_ep_enter(wfc_ep *ep);
+void wfc_ep_leave(wfc_ep *ep);
+int wfc_ep_closing(wfc_ep *ep);
+
+int wfc_ep_kernel_fd(const wfc_ep *ep);
+int wfc_ep_pollers(const wfc_ep *ep);
+
+/* Register, modify, unregister: EPOLL_CTL_ADD / MOD / DEL semantics and
+ * errnos, callable from any thread, also while another thread waits. */
+int wfc_ep_add(wfc_ep *ep, int fd, uint32_t events, uint64_t data);
+int wfc_ep_mod(wfc_ep *ep, int fd, uint32_t events, uint64_t data);
+int wfc_ep_del(wfc_ep *ep, int fd);
+
+/* Deliver up to maxevents ready events into out[], waiting up to
+ * timeout_ms (-1: forever, 0: do not wait).  Returns the count, 0 on
+ * timeout, -EINTR when a signal interrupted the wait (the caller runs
+ * signal handlers and calls again with the remaining time), -EBADF once
+ * shut down.  Call without holding the GIL. */
+int wfc_ep_wait(wfc_ep *ep, wfc_event *out, int maxevents, int timeout_ms);
+
+void wfc_ep_get_stats(wfc_ep *ep, wfc_ep_stats *stats);
+
+/* Every event bit that the kernel may report (the others are input flags). */
+#define WFC_EVENT_BITS 0xffffu
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* WFCLOOP_EVENTPOLL_CORE_H */

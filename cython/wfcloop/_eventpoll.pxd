@@ -1,0 +1,67 @@
+# The C eventpoll core (eventpoll_core.h) and its Python face, EventPoll.
+from libc.stdint cimport uint32_t, uint64_t
+
+
+cdef extern from "eventpoll_core.h" nogil:
+    ctypedef struct wfc_ep:
+        pass
+
+    ctypedef struct wfc_event:
+        int fd
+        uint32_t events
+        uint64_t data
+
+    ctypedef struct wfc_ep_stats:
+        uint64_t pollers
+        uint64_t harvested
+        uint64_t harvested_inline
+        uint64_t enqueued
+        uint64_t enqueued_found_empty
+        uint64_t coalesced
+        uint64_t stale
+        uint64_t wakeups
+        uint64_t sleeps
+        uint64_t splices
+        uint64_t delivered
+        uint64_t rearms
+        uint64_t reaped
+        uint64_t registered
+
+    enum:
+        WFC_READY_LIST_WFCQUEUE
+        WFC_READY_LIST_MUTEX
+
+    int wfc_ep_create(wfc_ep **out, int pollers, int kfd, int ready_list_kind)
+    void wfc_ep_destroy(wfc_ep *ep, int in_forked_child)
+    void wfc_ep_shutdown(wfc_ep *ep)
+    void wfc_ep_enter(wfc_ep *ep)
+    void wfc_ep_leave(wfc_ep *ep)
+    int wfc_ep_closing(wfc_ep *ep)
+    int wfc_ep_kernel_fd(const wfc_ep *ep)
+    int wfc_ep_pollers(const wfc_ep *ep)
+    int wfc_ep_add(wfc_ep *ep, int fd, uint32_t events, uint64_t data)
+    int wfc_ep_mod(wfc_ep *ep, int fd, uint32_t events, uint64_t data)
+    int wfc_ep_del(wfc_ep *ep, int fd)
+    int wfc_ep_wait(wfc_ep *ep, wfc_event *out, int maxevents, int timeout_ms)
+    void wfc_ep_get_stats(wfc_ep *ep, wfc_ep_stats *stats)
+
+
+cdef class _Core:
+    """One C eventpoll, shared by every EventPoll made from its fd."""
+    cdef wfc_ep *ep
+    cdef readonly int kfd
+    cdef readonly int pollers
+    cdef readonly str ready_list
+    cdef long pid
+    cdef object __weakref__
+
+    cdef wfc_ep *enter(self) except NULL
+    cdef void close(self)
+
+
+cdef class EventPoll:
+    cdef readonly _Core core
+    cdef bint _closed
+
+    cdef _Core _open_core(self)
+    cdef _ctl(self, int op, int fd, uint32_t mask)

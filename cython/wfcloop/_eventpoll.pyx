@@ -1,0 +1,351 @@
+# cython: language_level=3
+"""EventPoll: select.epoll's interface over wfcloop's userspace eventpoll.
+
+The C core (eventpoll_core.c) does the work; this module checks arguments
+the way select.epoll does, turns negative errnos into OSError once, and
+keeps the GIL released while the core waits.
+"""
+import math
+import operator
+import os
+import select as _select
+import weakref
+
+from cpython.exc cimport PyErr_CheckSignals
+from libc.errno cimport EINTR, EBADF
+from libc.limits cimport INT_MAX, INT_MIN
+from libc.stdint cimport uint32_t, uint64_t
+from libc.stdlib cimport malloc, free
+from posix.unistd cimport getpid
+
+
+cdef extern from "Python.h":
+    int PyObject_AsFileDescriptor(object o) except -1
+
+
+cdef extern from "sys/select.h":
+    enum:
+        FD_SETSIZE
+
+
+DEFAULT_EVENTMASK = _select.EPOLLIN | _select.EPOLLPRI | _select.EPOLLOUT
+
+# kernel epoll fd -> _Core, so that EventPoll.fromfd(ep.fileno()) shares
+# ep's registrations and ready list the way two select.epoll objects on one
+# fd share the kernel's.
+_cores_by_fd = weakref.WeakValueDictionary()
+
+
+def default_pollers():
+    """Poller threads an EventPoll gets when ``pollers`` is not given.
+
+    ``WFCLOOP_POLLERS`` (an integer >= 0) overrides.  Otherwise: inline
+    mode (0) on machines with 2 usable CPUs or fewer, where handing events
+    to another thread costs more than it saves; else half the CPUs, at
+    most 4.
+    """
+    env = os.environ.get("WFCLOOP_POLLERS")
+    if env is not None and env.strip() != "":
+        try:
+            n = int(env)
+        except ValueError:
+            raise ValueError(f"WFCLOOP_POLLERS must be an integer >= 0, got {env!r}") from None
+        if n < 0:
+            raise ValueError(f"WFCLOOP_POLLERS must be an integer >= 0, got {env!r}")
+        return n
+    cpus = len(os.sched_getaffinity(0))
+    if cpus <= 2:
+        return 0
+    return min(4, cpus // 2)
+
+
+cdef inline _raise_errno(int neg_errno):
+    cdef int err = -neg_errno
+    raise OSError(err, os.strerror(err))
+
+
+cdef int _timeout_ms(object timeout) except? -2:
+    """select.epoll.poll's timeout rules: None or negative waits forever,
+    seconds are rounded up to whole milliseconds."""
+    if timeout is None:
+        return -1
+    if isinstance(timeout, float):
+        if math.isnan(timeout):
+            raise ValueError("Invalid value NaN (not a number)")
+        if math.isinf(timeout):
+            if timeout > 0:
+                raise OverflowError("timeout is too large")
+            return -1
+        ms = math.ceil(timeout * 1000.0)
+    else:
+        try:
+            ms = operator.index(timeout) * 1000
+        except TypeError:
+            raise TypeError("timeout must be an integer or None") from None
+    if ms > INT_MAX or ms < INT_MIN:
+        raise OverflowError("timeout is too large")
+    if ms < 0:
+        return -1
+    return <int>ms
+
+
+cdef uint32_t _eventmask(object eventmask) except? 0xffffffff:
+    """unsigned_int(bitwise=True), as select.epoll parses it."""
+    if isinstance(eventmask, float):
+        raise TypeError("integer argument expected, got float")
+    return <uint32_t>(operator.index(eventmask) & 0xffffffff)
+
+
+cdef class _Core:
+
+    def __cinit__(self, int pollers, int kfd, str ready_list):
+        cdef int kind
+        cdef int rc
+        cdef wfc_ep *ep = NULL
+        if ready_list == "wfcqueue":
+            kind = WFC_READY_LIST_WFCQUEUE
+        elif ready_list == "mutex":
+            kind = WFC_READY_LIST_MUTEX
+        else:
+            raise ValueError(f"ready list must be 'wfcqueue' or 'mutex', got {ready_list!r}")
+        with nogil:
+            rc = wfc_ep_create(&ep, pollers, kfd, kind)
+        if rc < 0:
+            _raise_errno(rc)
+        self.ep = ep
+        self.kfd = wfc_ep_kernel_fd(ep)
+        self.pollers = pollers
+        self.ready_list = ready_list
+        self.pid = getpid()
+
+    cdef wfc_ep *enter(self) except NULL:
+        """Register the calling thread as a user of the core (GIL held, so
+        close() cannot free it between our check and the enter)."""
+        if self.ep == NULL:
+            _raise_errno(-EBADF)
+        if getpid() != self.pid:
+            raise RuntimeError(
+                "this EventPoll was created in the parent process before "
+                "os.fork(); create a new EventPoll in the child")
+        wfc_ep_enter(self.ep)
+        return self.ep
+
+    cdef void close(self):
+        cdef wfc_ep *ep = self.ep
+        cdef int in_child = getpid() != self.pid
+        if ep == NULL:
+            return
+        self.ep = NULL
+        if _cores_by_fd.get(self.kfd) is self:
+            del _cores_by_fd[self.kfd]
+        # Without the GIL: threads still inside poll() need it to leave.
+        with nogil:
+            wfc_ep_destroy(ep, in_child)
+
+    def __dealloc__(self):
+        cdef wfc_ep *ep = self.ep
+        if ep != NULL:
+            self.ep = NULL
+            with nogil:
+                wfc_ep_destroy(ep, getpid() != self.pid)
+
+
+cdef class EventPoll:
+    """select.epoll's interface on a wait-free ready list fed by poller threads.
+
+    EventPoll(sizehint=-1, flags=0, *, pollers=None)
+
+    ``pollers`` native threads (GIL released, every signal blocked) wait in
+    the kernel's epoll_wait; each event reaches one of them, which hands the
+    fd to poll() through a wait-free queue.  ``pollers=0`` is inline mode:
+    poll() reads the kernel itself.  ``None`` takes default_pollers().
+
+    Registrations are level-triggered unless EPOLLET or EPOLLONESHOT is
+    given, exactly as with select.epoll.  register/modify/unregister may be
+    called from any thread, also while another thread is in poll().
+    """
+
+    def __cinit__(self, int sizehint=-1, int flags=0, *, pollers=None,
+                  str _ready_list="wfcqueue", int _adopt_fd=-1, _Core _share=None):
+        cdef int npollers
+        self._closed = False
+        if _share is not None:
+            self.core = _share
+            return
+        if sizehint == -1:
+            sizehint = FD_SETSIZE - 1
+        elif sizehint <= 0:
+            raise ValueError("negative sizehint")
+        if flags and flags != _select.EPOLL_CLOEXEC:
+            raise OSError(22, os.strerror(22))
+        if pollers is None:
+            npollers = default_pollers()
+        else:
+            npollers = operator.index(pollers)
+            if npollers < 0:
+                raise ValueError(f"pollers must be >= 0, got {npollers}")
+        self.core = _Core(npollers, _adopt_fd, _ready_list)
+        _cores_by_fd[self.core.kfd] = self.core
+
+    @classmethod
+    def fromfd(cls, fd, *, pollers=None):
+        """Create an EventPoll from a kernel epoll file descriptor.
+
+        An fd that belongs to another open EventPoll shares that
+        EventPoll's registrations and ready list (as two select.epoll
+        objects on one fd share the kernel's).  Any other epoll fd is
+        adopted: the new EventPoll owns it and closes it.
+        """
+        fd = operator.index(fd)
+        core = _cores_by_fd.get(fd)
+        if core is not None and (<_Core>core).ep != NULL:
+            return cls(_share=core)
+        return cls(pollers=pollers, _adopt_fd=fd)
+
+    cdef _Core _open_core(self):
+        if self._closed:
+            raise ValueError("I/O operation on closed epoll object")
+        return self.core
+
+    @property
+    def closed(self):
+        """True once close() was called on this object."""
+        return self._closed
+
+    @property
+    def pollers(self):
+        """Number of poller threads (0: inline mode)."""
+        return self.core.pollers
+
+    def fileno(self):
+        """Return the kernel epoll file descriptor."""
+        self._open_core()
+        return self.core.kfd
+
+    def close(self):
+        """Stop and join the poller threads and close every fd the
+        EventPoll opened, the kernel epoll fd included.  Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        self.core.close()
+
+    def __enter__(self):
+        self._open_core()
+        return self
+
+    def __exit__(self, *exc_info):
+        self.close()
+
+    def register(self, fd, eventmask=DEFAULT_EVENTMASK):
+        """Register fd for the events in eventmask.
+
+        FileExistsError if fd is already registered, OSError from the
+        kernel for a bad fd.
+        """
+        cdef int cfd = PyObject_AsFileDescriptor(fd)
+        cdef uint32_t mask = _eventmask(eventmask)
+        self._ctl(1, cfd, mask)
+
+    def modify(self, fd, eventmask):
+        """Change a registered fd's eventmask (and re-arm EPOLLONESHOT)."""
+        cdef int cfd = PyObject_AsFileDescriptor(fd)
+        cdef uint32_t mask = _eventmask(eventmask)
+        self._ctl(2, cfd, mask)
+
+    def unregister(self, fd):
+        """Remove fd; FileNotFoundError if it is not registered."""
+        cdef int cfd = PyObject_AsFileDescriptor(fd)
+        self._ctl(3, cfd, 0)
+
+    cdef _ctl(self, int op, int fd, uint32_t mask):
+        cdef _Core core = self._open_core()
+        cdef wfc_ep *ep = core.enter()
+        cdef int rc
+        with nogil:
+            if op == 1:
+                rc = wfc_ep_add(ep, fd, mask, 0)
+            elif op == 2:
+                rc = wfc_ep_mod(ep, fd, mask, 0)
+            else:
+                rc = wfc_ep_del(ep, fd)
+            wfc_ep_leave(ep)
+        if rc < 0:
+            _raise_errno(rc)
+
+    def poll(self, timeout=None, int maxevents=-1):
+        """Wait for events; return a list of (fd, events) pairs.
+
+        timeout in seconds (None or negative: forever), rounded up to
+        milliseconds.  A signal that interrupts the wait runs Python's
+        handlers; if one raises, poll() raises it, otherwise it goes on
+        waiting for the time left (PEP 475).
+        """
+        cdef int ms = _timeout_ms(timeout)
+        cdef _Core core
+        cdef wfc_ep *ep
+        cdef wfc_event *buf
+        cdef int n, i
+        cdef double deadline = 0.0
+        if maxevents == -1:
+            maxevents = FD_SETSIZE - 1
+        elif maxevents < 1:
+            raise ValueError(f"maxevents must be greater than 0, got {maxevents}")
+        core = self._open_core()
+        if ms > 0:
+            deadline = _monotonic() + ms / 1000.0
+        buf = <wfc_event *>malloc(maxevents * sizeof(wfc_event))
+        if buf == NULL:
+            raise MemoryError()
+        try:
+            while True:
+                ep = core.enter()
+                with nogil:
+                    n = wfc_ep_wait(ep, buf, maxevents, ms)
+                    wfc_ep_leave(ep)
+                if n == -EINTR:
+                    PyErr_CheckSignals()
+                    if ms > 0:
+                        left = deadline - _monotonic()
+                        ms = max(0, <int>math.ceil(left * 1000.0))
+                    continue
+                if n < 0:
+                    _raise_errno(n)
+                return [(buf[i].fd, buf[i].events) for i in range(n)]
+        finally:
+            free(buf)
+
+    def stats(self):
+        """Counters of the core: events harvested from the kernel, items
+        enqueued (and how many found the ready list empty), coalesced and
+        stale events, wake-ups of the consumer, sleeps, splices, deliveries,
+        re-arms, reaped zombies and current registrations."""
+        cdef wfc_ep_stats s
+        cdef _Core core = self._open_core()
+        cdef wfc_ep *ep = core.enter()
+        with nogil:
+            wfc_ep_get_stats(ep, &s)
+            wfc_ep_leave(ep)
+        return {
+            "pollers": s.pollers,
+            "harvested": s.harvested,
+            "harvested_inline": s.harvested_inline,
+            "enqueued": s.enqueued,
+            "enqueued_found_empty": s.enqueued_found_empty,
+            "coalesced": s.coalesced,
+            "stale": s.stale,
+            "wakeups": s.wakeups,
+            "sleeps": s.sleeps,
+            "splices": s.splices,
+            "delivered": s.delivered,
+            "rearms": s.rearms,
+            "reaped": s.reaped,
+            "registered": s.registered,
+        }
+
+    def __repr__(self):
+        state = "closed" if self._closed else f"fd={self.core.kfd}"
+        return f"<wfcloop.EventPoll {state} pollers={self.core.pollers}>"
+
+
+from time import monotonic as _monotonic

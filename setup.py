@@ -1,0 +1,38 @@
+"""Build the compiled core.
+
+The Cython sources live in ``cython/``; ``pip install .`` cythonizes them
+(no generated C is committed) and compiles the C core beside them.
+"""
+import os
+
+from Cython.Build import cythonize
+from setuptools import Extension, setup
+
+CFLAGS = ["-O2", "-std=gnu11", "-Wall", "-Wno-unused-function", "-pthread"]
+if os.environ.get("WFCLOOP_DEBUG_BUILD"):
+    CFLAGS = ["-O0", "-g", "-std=gnu11", "-Wall", "-Wno-unused-function", "-pthread"]
+
+
+def ext(name, sources):
+    return Extension(
+        name,
+        sources=sources,
+        include_dirs=["cython"],
+        extra_compile_args=CFLAGS,
+        extra_link_args=["-pthread"],
+    )
+
+
+extensions = [
+    ext("wfcloop._eventpoll", ["cython/wfcloop/_eventpoll.pyx", "cython/eventpoll_core.c"]),
+    # Stress harnesses for the C core (used by the tests; not needed at run time).
+    ext("wfcloop._selftest", ["cython/selftest.pyx", "cython/eventpoll_core.c"]),
+]
+
+setup(
+    ext_modules=cythonize(
+        extensions,
+        include_path=["cython"],
+        compiler_directives={"language_level": "3", "embedsignature": True},
+    ),
+)
