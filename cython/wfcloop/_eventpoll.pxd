@@ -64,4 +64,5 @@ cdef class EventPoll:
     cdef bint _closed
 
     cdef _Core _open_core(self)
-    cdef _ctl(self, int op, int fd, uint32_t mask)
+    cdef _ctl(self, int op, int fd, uint32_t mask, uint64_t data=*)
+    cdef _poll(self, timeout, int maxevents, bint with_data)

@@ -258,15 +258,25 @@ cdef class EventPoll:
         cdef int cfd = PyObject_AsFileDescriptor(fd)
         self._ctl(3, cfd, 0)
 
-    cdef _ctl(self, int op, int fd, uint32_t mask):
+    def _register_with_data(self, fd, eventmask, uint64_t data):
+        """register() that attaches ``data`` to the registration; poll
+        with _poll_with_data() to get it back.  For tests and the loop."""
+        cdef int cfd = PyObject_AsFileDescriptor(fd)
+        self._ctl(1, cfd, _eventmask(eventmask), data)
+
+    def _poll_with_data(self, timeout=None, int maxevents=-1):
+        """poll() returning (fd, events, data) triples."""
+        return self._poll(timeout, maxevents, True)
+
+    cdef _ctl(self, int op, int fd, uint32_t mask, uint64_t data=0):
         cdef _Core core = self._open_core()
         cdef wfc_ep *ep = core.enter()
         cdef int rc
         with nogil:
             if op == 1:
-                rc = wfc_ep_add(ep, fd, mask, 0)
+                rc = wfc_ep_add(ep, fd, mask, data)
             elif op == 2:
-                rc = wfc_ep_mod(ep, fd, mask, 0)
+                rc = wfc_ep_mod(ep, fd, mask, data)
             else:
                 rc = wfc_ep_del(ep, fd)
             wfc_ep_leave(ep)
@@ -281,6 +291,9 @@ cdef class EventPoll:
         handlers; if one raises, poll() raises it, otherwise it goes on
         waiting for the time left (PEP 475).
         """
+        return self._poll(timeout, maxevents, False)
+
+    cdef _poll(self, timeout, int maxevents, bint with_data):
         cdef int ms = _timeout_ms(timeout)
         cdef _Core core
         cdef wfc_ep *ep
@@ -311,6 +324,8 @@ cdef class EventPoll:
                     continue
                 if n < 0:
                     _raise_errno(n)
+                if with_data:
+                    return [(buf[i].fd, buf[i].events, buf[i].data) for i in range(n)]
                 return [(buf[i].fd, buf[i].events) for i in range(n)]
         finally:
             free(buf)

@@ -1,0 +1,54 @@
+"""Shared fixtures: leak checks on real fds and native threads."""
+import os
+import resource
+import threading
+import time
+
+import pytest
+
+
+def open_fds():
+    """The fds this process has open, as listed by the kernel."""
+    return set(int(name) for name in os.listdir("/proc/self/fd"))
+
+
+def native_threads():
+    """Number of native threads of this process (pollers included)."""
+    return len(os.listdir("/proc/self/task"))
+
+
+@pytest.fixture
+def no_leaks():
+    """Assert that the test leaves no fd and no native or Python thread."""
+    fds_before = open_fds()
+    threads_before = native_threads()
+    py_threads_before = set(threading.enumerate())
+    yield
+    deadline = time.monotonic() + 5.0
+    while time.monotonic() < deadline:
+        leaked_threads = native_threads() - threads_before
+        leaked_py = set(threading.enumerate()) - py_threads_before
+        if leaked_threads <= 0 and not leaked_py:
+            break
+        time.sleep(0.01)
+    leaked_fds = open_fds() - fds_before
+    # /proc/self/fd's own directory fd may show up in the listing.
+    leaked_fds = {fd for fd in leaked_fds if os.path.exists(f"/proc/self/fd/{fd}")}
+    assert not leaked_fds, f"leaked fds: {sorted(leaked_fds)}"
+    assert native_threads() <= threads_before, "leaked native threads"
+    assert not (set(threading.enumerate()) - py_threads_before), "leaked Python threads"
+
+
+@pytest.fixture
+def raise_nofile():
+    """Raise RLIMIT_NOFILE's soft limit to the hard limit for one test."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    yield hard
+    resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+@pytest.fixture(params=[0, 4], ids=lambda n: f"pollers={n}")
+def pollers(request):
+    """Run a test in inline mode and with four poller threads."""
+    return request.param
