@@ -186,7 +186,9 @@ struct wfc_ep {
     struct wfcq_tail txn_tail;
 
     _Alignas(WFCQ_CACHE_LINE) _Atomic int sleepers;
+    _Atomic int in_flight;     /* pollers between epoll_wait's return and their last append */
     _Atomic int closing;
+    int snapshot;              /* settle before returning a partial batch */
     _Atomic int users;
 
     pthread_mutex_t ctl_lock;
@@ -473,6 +475,9 @@ static void *poller_main(void *arg)
                 continue;
             break;   /* EBADF: the kernel fd was closed under us */
         }
+        /* Relaxed: only a hint for settle(); the release decrement below
+         * is what publishes the appends. */
+        atomic_fetch_add_explicit(&ep->in_flight, 1, memory_order_relaxed);
         STAT_ADD(p->stats.harvested, (uint64_t)n);
         for (int i = 0; i < n; i++) {
             struct wfc_item *item;
@@ -486,6 +491,9 @@ static void *poller_main(void *arg)
                 STAT_ADD(p->stats.found_empty, 1);
             }
         }
+        /* Release: a consumer that sees in_flight drop (acquire in
+         * settle) sees our appends. */
+        atomic_fetch_sub_explicit(&ep->in_flight, 1, memory_order_release);
         /* One wake-up per batch, only on the empty -> non-empty edge. */
         if (found_empty)
             wake_consumer_if_sleeping(ep, &p->stats);
@@ -662,6 +670,43 @@ static int sleep_on_ready_list(wfc_ep *ep, int timeout_ms)
     return 0;
 }
 
+/*
+ * Poller mode, before returning a partial batch: make the answer as close
+ * to a snapshot of the kernel's ready list as a plain epoll_wait() gives.
+ * Take what the kernel has queued that no poller has taken yet, and wait
+ * (briefly, spinning then yielding) for pollers that have taken events but
+ * not yet appended them.  Without this, poll() may return part of what was
+ * ready and the rest on the next call: correct for an event loop, which is
+ * why it can be turned off, but select.epoll's users expect the snapshot.
+ */
+static void settle(wfc_ep *ep)
+{
+    harvest_inline(ep, 0);
+    for (unsigned i = 0; i < 256; i++) {
+        /* Acquire: pairs with the pollers' release decrement. */
+        if (atomic_load_explicit(&ep->in_flight, memory_order_acquire) == 0)
+            return;
+        if (i < 64)
+            wfcq_cpu_relax();
+        else
+            sched_yield();
+    }
+}
+
+void wfc_ep_set_snapshot(wfc_ep *ep, int on)
+{
+    ep->snapshot = on;
+}
+
+static int deliver_locked(wfc_ep *ep, wfc_event *out, int maxevents)
+{
+    int n;
+    pthread_mutex_lock(&ep->ctl_lock);
+    n = deliver(ep, out, maxevents);
+    pthread_mutex_unlock(&ep->ctl_lock);
+    return n;
+}
+
 int wfc_ep_wait(wfc_ep *ep, wfc_event *out, int maxevents, int timeout_ms)
 {
     int64_t deadline = timeout_ms > 0 ? now_ms() + timeout_ms : 0;
@@ -676,11 +721,14 @@ int wfc_ep_wait(wfc_ep *ep, wfc_event *out, int maxevents, int timeout_ms)
     for (;;) {
         int wait_ms;
 
-        pthread_mutex_lock(&ep->ctl_lock);
-        n = deliver(ep, out, maxevents);
-        pthread_mutex_unlock(&ep->ctl_lock);
-        if (n > 0)
+        n = deliver_locked(ep, out, maxevents);
+        if (n > 0) {
+            if (ep->npollers > 0 && ep->snapshot && n < maxevents) {
+                settle(ep);
+                n += deliver_locked(ep, out + n, maxevents - n);
+            }
             return n;
+        }
         if (atomic_load_explicit(&ep->closing, memory_order_acquire))
             return -EBADF;
 
@@ -697,13 +745,8 @@ int wfc_ep_wait(wfc_ep *ep, wfc_event *out, int maxevents, int timeout_ms)
             r = harvest_inline(ep, wait_ms);
             if (r < 0)
                 return r;
-            if (r == 0 && wait_ms >= 0) {
-                /* Timed out; a last look in case another thread harvested. */
-                pthread_mutex_lock(&ep->ctl_lock);
-                n = deliver(ep, out, maxevents);
-                pthread_mutex_unlock(&ep->ctl_lock);
-                return n;
-            }
+            if (r == 0 && wait_ms >= 0)   /* timed out; a last look in case another thread harvested */
+                return deliver_locked(ep, out, maxevents);
             continue;
         }
         r = harvest_inline(ep, 0);
@@ -712,10 +755,9 @@ int wfc_ep_wait(wfc_ep *ep, wfc_event *out, int maxevents, int timeout_ms)
         if (r > 0)
             continue;
         if (wait_ms == 0) {
-            pthread_mutex_lock(&ep->ctl_lock);
-            n = deliver(ep, out, maxevents);
-            pthread_mutex_unlock(&ep->ctl_lock);
-            return n;
+            if (ep->snapshot)
+                settle(ep);
+            return deliver_locked(ep, out, maxevents);
         }
         r = sleep_on_ready_list(ep, wait_ms);
         if (r < 0)
@@ -865,6 +907,7 @@ int wfc_ep_create(wfc_ep **out, int npollers, int kfd, int ready_list_kind)
     ep->kfd = ep->stop_efd = ep->wake_efd = -1;
     ep->npollers = npollers;
     ep->ready_kind = ready_list_kind;
+    ep->snapshot = 1;
     wfcq_init(&ep->ready_head, &ep->ready_tail);
     wfcq_init(&ep->txn_head, &ep->txn_tail);
     pthread_mutex_init(&ep->ready_lock, NULL);

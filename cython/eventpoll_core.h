@@ -94,6 +94,13 @@ int wfc_ep_wait(wfc_ep *ep, wfc_event *out, int maxevents, int timeout_ms);
 
 void wfc_ep_get_stats(wfc_ep *ep, wfc_ep_stats *stats);
 
+/* Poller mode: before returning fewer than maxevents events, settle (take
+ * what the kernel has queued and wait briefly for pollers in the middle of
+ * a hand-off) so that one wait returns what was ready at once, as a plain
+ * epoll_wait does.  On by default (EventPoll needs it); an event loop that
+ * calls wait again right away may turn it off to save the syscall. */
+void wfc_ep_set_snapshot(wfc_ep *ep, int on);
+
 /* Every event bit that the kernel may report (the others are input flags). */
 #define WFC_EVENT_BITS 0xffffu
 

@@ -340,13 +340,18 @@ def test_wakeups_only_on_empty_to_non_empty_while_sleeping(no_leaks):
             assert ep.stats()["splices"] == 1
 
             # A sleeping consumer is woken exactly once for one event.
-            timer = threading.Timer(0.1, os.eventfd_write, (fds[0], 1))
-            timer.start()
-            assert ep.poll(5.0) == [(fds[0], IN)]
-            timer.join()
-            stats = ep.stats()
-            assert stats["wakeups"] == 1
-            assert stats["sleeps"] >= 1
+            sleeps = ep.stats()["sleeps"]
+            result = []
+            consumer = threading.Thread(target=lambda: result.append(ep.poll(5.0)))
+            consumer.start()
+            deadline = time.monotonic() + 5
+            while ep.stats()["sleeps"] == sleeps and time.monotonic() < deadline:
+                time.sleep(0.001)
+            assert ep.stats()["sleeps"] == sleeps + 1   # it is asleep now
+            os.eventfd_write(fds[0], 1)
+            consumer.join(5)
+            assert result == [[(fds[0], IN)]]
+            assert ep.stats()["wakeups"] == 1
     finally:
         for fd in fds:
             os.close(fd)
