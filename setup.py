@@ -26,7 +26,7 @@ def ext(name, sources):
 extensions = [
     ext("wfcloop._eventpoll", ["cython/wfcloop/_eventpoll.pyx", "cython/eventpoll_core.c"]),
     # Stress harnesses for the C core (used by the tests; not needed at run time).
-    ext("wfcloop._selftest", ["cython/selftest.pyx", "cython/eventpoll_core.c"]),
+    ext("wfcloop._selftest", ["cython/wfcloop/_selftest.pyx", "cython/eventpoll_core.c"]),
 ]
 
 setup(

@@ -145,6 +145,8 @@ struct wfc_item {
     uint64_t data;
     uint32_t idx;              /* this slot's index; constant */
     uint8_t rearm_pending;     /* in rearm_vec and not re-armed yet */
+    int out_index;             /* where the wait with stamp out_stamp put it */
+    uint64_t out_stamp;
 };
 
 /* Counters written by one poller (or, for inline_stats, by consuming
@@ -200,6 +202,7 @@ struct wfc_ep {
     size_t fd_map_len;
     uint64_t *rearm_vec;       /* tags of items to re-arm at the next wait */
     size_t nrearm, rearm_cap;
+    uint64_t wait_stamp;       /* one per wfc_ep_wait call */
 
     struct harvest_stats inline_stats;
     _Atomic uint64_t sleeps, splices, delivered, rearms, reaped, registered;
@@ -573,9 +576,15 @@ static void rearm_delivered(wfc_ep *ep)
         if (item == NULL || !item->rearm_pending)
             continue;
         w = atomic_load_explicit(&item->word, memory_order_acquire);
-        if (w_gen(w) != gen || w_state(w) != ST_IDLE)
+        if (w_gen(w) != gen)
             continue;
+        /* The entry leaves the vector now, so the flag goes too, even when
+         * the item is READY again (a modify re-armed it and it fired):
+         * deliver() will schedule a fresh re-arm, which a stale flag would
+         * turn into a no-op, leaving the fd deaf for good. */
         item->rearm_pending = 0;
+        if (w_state(w) != ST_IDLE)
+            continue;
         struct epoll_event ev = {kernel_mask(item->mask), {.u64 = tag}};
         STAT_ADD(ep->rearms, 1);
         if (epoll_ctl(ep->kfd, EPOLL_CTL_MOD, item->fd, &ev) < 0) {
@@ -590,11 +599,15 @@ static void rearm_delivered(wfc_ep *ep)
     ep->nrearm = 0;
 }
 
-/* ctl_lock held.  Splice, then deliver up to maxevents from the
- * transaction list.  Items left over stay there, READY, for the next call. */
-static int deliver(wfc_ep *ep, wfc_event *out, int maxevents)
+/* ctl_lock held.  Splice, then deliver from the transaction list into
+ * out[n..maxevents); return the new count.  Items left over stay there,
+ * READY, for the next call.  `stamp` identifies the wfc_ep_wait call: an
+ * item that this call already put in out[] (it fired again between two
+ * passes) has its bits merged into that entry, so one wait never reports
+ * a registration twice, as a kernel epoll_wait never does. */
+static int deliver(wfc_ep *ep, wfc_event *out, int n, int maxevents, uint64_t stamp)
 {
-    int n = 0;
+    int first_new = n;
 
     ready_splice(ep);
     while (n < maxevents) {
@@ -626,14 +639,20 @@ static int deliver(wfc_ep *ep, wfc_event *out, int maxevents)
         if (rearmed_after_delivery(item->mask)
             || (revents == 0 && (item->mask & EPOLLONESHOT)))
             schedule_rearm(ep, idx, item, w_gen(w));
-        if (revents) {
-            out[n].fd = item->fd;
-            out[n].events = revents;
-            out[n].data = item->data;
-            n++;
+        if (revents == 0)
+            continue;
+        if (item->out_stamp == stamp) {
+            out[item->out_index].events |= revents;
+            continue;
         }
+        item->out_stamp = stamp;
+        item->out_index = n;
+        out[n].fd = item->fd;
+        out[n].events = revents;
+        out[n].data = item->data;
+        n++;
     }
-    STAT_ADD(ep->delivered, (uint64_t)n);
+    STAT_ADD(ep->delivered, (uint64_t)(n - first_new));
     return n;
 }
 
@@ -698,11 +717,10 @@ void wfc_ep_set_snapshot(wfc_ep *ep, int on)
     ep->snapshot = on;
 }
 
-static int deliver_locked(wfc_ep *ep, wfc_event *out, int maxevents)
+static int deliver_locked(wfc_ep *ep, wfc_event *out, int n, int maxevents, uint64_t stamp)
 {
-    int n;
     pthread_mutex_lock(&ep->ctl_lock);
-    n = deliver(ep, out, maxevents);
+    n = deliver(ep, out, n, maxevents, stamp);
     pthread_mutex_unlock(&ep->ctl_lock);
     return n;
 }
@@ -710,22 +728,24 @@ static int deliver_locked(wfc_ep *ep, wfc_event *out, int maxevents)
 int wfc_ep_wait(wfc_ep *ep, wfc_event *out, int maxevents, int timeout_ms)
 {
     int64_t deadline = timeout_ms > 0 ? now_ms() + timeout_ms : 0;
+    uint64_t stamp;
     int n, r;
 
     if (maxevents <= 0)
         return -EINVAL;
     pthread_mutex_lock(&ep->ctl_lock);
+    stamp = ++ep->wait_stamp;
     rearm_delivered(ep);
     pthread_mutex_unlock(&ep->ctl_lock);
 
     for (;;) {
         int wait_ms;
 
-        n = deliver_locked(ep, out, maxevents);
+        n = deliver_locked(ep, out, 0, maxevents, stamp);
         if (n > 0) {
             if (ep->npollers > 0 && ep->snapshot && n < maxevents) {
                 settle(ep);
-                n += deliver_locked(ep, out + n, maxevents - n);
+                n = deliver_locked(ep, out, n, maxevents, stamp);
             }
             return n;
         }
@@ -746,7 +766,7 @@ int wfc_ep_wait(wfc_ep *ep, wfc_event *out, int maxevents, int timeout_ms)
             if (r < 0)
                 return r;
             if (r == 0 && wait_ms >= 0)   /* timed out; a last look in case another thread harvested */
-                return deliver_locked(ep, out, maxevents);
+                return deliver_locked(ep, out, 0, maxevents, stamp);
             continue;
         }
         r = harvest_inline(ep, 0);
@@ -757,7 +777,7 @@ int wfc_ep_wait(wfc_ep *ep, wfc_event *out, int maxevents, int timeout_ms)
         if (wait_ms == 0) {
             if (ep->snapshot)
                 settle(ep);
-            return deliver_locked(ep, out, maxevents);
+            return deliver_locked(ep, out, 0, maxevents, stamp);
         }
         r = sleep_on_ready_list(ep, wait_ms);
         if (r < 0)
@@ -792,6 +812,7 @@ int wfc_ep_add(wfc_ep *ep, int fd, uint32_t events, uint64_t data)
     item->mask = events;
     item->data = data;
     item->rearm_pending = 0;
+    item->out_stamp = 0;   /* a new registration was in no earlier wait's out[] */
     /* Release: IDLE before the kernel knows the tag, so the very first
      * event finds the item ready to be marked. */
     atomic_store_explicit(&item->word, w_make(gen, 0, ST_IDLE), memory_order_release);

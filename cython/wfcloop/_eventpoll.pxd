@@ -44,6 +44,7 @@ cdef extern from "eventpoll_core.h" nogil:
     int wfc_ep_del(wfc_ep *ep, int fd)
     int wfc_ep_wait(wfc_ep *ep, wfc_event *out, int maxevents, int timeout_ms)
     void wfc_ep_get_stats(wfc_ep *ep, wfc_ep_stats *stats)
+    void wfc_ep_set_snapshot(wfc_ep *ep, int on)
 
 
 cdef class _Core:

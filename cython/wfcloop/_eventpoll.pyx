@@ -330,6 +330,14 @@ cdef class EventPoll:
         finally:
             free(buf)
 
+    def _set_snapshot(self, bint on):
+        """Whether poll() settles before returning a partial batch (see
+        wfc_ep_set_snapshot); on by default, off for the event loop."""
+        cdef _Core core = self._open_core()
+        cdef wfc_ep *ep = core.enter()
+        wfc_ep_set_snapshot(ep, on)
+        wfc_ep_leave(ep)
+
     def stats(self):
         """Counters of the core: events harvested from the kernel, items
         enqueued (and how many found the ready list empty), coalesced and

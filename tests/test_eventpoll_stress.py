@@ -1,0 +1,110 @@
+"""Stress tests of the eventpoll core (cython/eventpoll_core.c) through
+wfcloop._selftest.eventpoll_stress, the C harness cython/selftest/ep_stress.c.
+
+Writer threads write counted tokens into pipes, eventfds and socketpairs;
+storm threads delete, re-add, close, reopen and modify the registrations;
+the calling thread (GIL released) runs wfc_ep_wait and reads a channel only
+when an event says so.  The harness checks that no token is left unread (no
+lost event), that no event is delivered for a registration removed before
+the wait began, that one wait never returns a registration twice, and more
+(see the file's header comment).  WFCLOOP_STRESS=long multiplies the sizes.
+"""
+import os
+
+import pytest
+
+_selftest = pytest.importorskip("wfcloop._selftest")
+if not hasattr(_selftest, "eventpoll_stress"):
+    pytest.skip("wfcloop._selftest has no eventpoll_stress", allow_module_level=True)
+
+pytestmark = pytest.mark.stress
+
+SCALE = 10 if os.environ.get("WFCLOOP_STRESS") == "long" else 1
+
+
+def run(**kw):
+    kw.setdefault("tokens_per_writer", 3000)
+    kw.setdefault("storm_ops", 600)
+    kw["tokens_per_writer"] *= SCALE
+    kw["storm_ops"] *= SCALE
+    r = _selftest.eventpoll_stress(**kw)
+    check(r, kw)
+    return r
+
+
+def check(r, kw):
+    ctx = f"config={kw} seed={r['seed']:#x} result={r}"
+    channels = kw.get("channels", 32)
+
+    assert r["violation_names"] == [], ctx
+    assert r["lost"] == 0, ctx
+    assert r["after_removal"] == 0, ctx
+    assert r["after_reuse"] == 0, ctx
+    assert r["duplicates"] == 0, ctx
+    assert r["wrong_fd"] == 0, ctx
+    assert r["bad_events"] == 0, ctx
+    assert r["errors"] == 0, ctx
+    assert r["writer_stuck"] == 0, ctx
+    if not r["spurious_allowed"]:
+        assert r["spurious"] == 0, ctx
+
+    # every token written is read after an event or discarded at a close
+    assert r["written"] == kw.get("writers", 2) * kw["tokens_per_writer"], ctx
+    assert r["read"] + r["discarded"] == r["written"], ctx
+    # the core counted what it returned
+    assert r["st_delivered"] == r["events"], ctx
+    assert r["events"] >= 1, ctx
+    # one initial add per channel, then one per storm del/reopen
+    assert r["adds"] == channels + r["dels"] + r["closes_without_del"], ctx
+    if not kw.get("close_without_del", True):
+        # every registration went through wfc_ep_del: the core's count is exact
+        assert r["st_registered"] == channels, ctx
+    else:
+        # closed-without-del registrations linger until their fd number is
+        # registered again or a re-arm fails
+        assert r["st_registered"] >= channels, ctx
+    if kw.get("pollers", 2) == 0:
+        assert r["st_harvested"] == r["st_harvested_inline"], ctx
+    if kw.get("storms", 2) == 0:
+        assert r["discarded"] == 0 and r["stale"] == 0, ctx
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        dict(mode="lt", mods=False),
+        dict(mode="lt", mods=False, pollers=0),                 # inline mode
+        dict(mode="lt", mods=False, pollers=4, close_without_del=False),
+        dict(mode="lt", mods=False, ready_list="mutex"),
+        dict(mode="oneshot", mods=False),
+        dict(mode="oneshot", mods=True),
+        dict(mode="lt", mods=True),
+        dict(mode="lt", mods=True, ready_list="mutex", close_without_del=False),
+        dict(mode="et", mods=False),
+        dict(mode="et", mods=True, pollers=3),
+        dict(mode="lt", mods=True, channels=4),                 # many collisions
+        dict(mode="lt", mods=1, channels=8, maxevents=4, close_without_del=False),
+        dict(mode="lt", mods=True, maxevents=1),
+        dict(mode="lt", mods=False, fd_kinds=("eventfd",), channels=8),
+        dict(mode="lt", mods=False, fd_kinds=("socketpair",)),
+    ],
+    ids=lambda c: "-".join(f"{k}={v}" for k, v in c.items()),
+)
+def test_eventpoll_storm(config):
+    run(**config)
+
+
+def test_no_storm_every_token_read():
+    r = run(mode="lt", mods=False, storms=0)
+    assert r["read"] == r["written"] and r["discarded"] == 0
+
+
+def test_bad_configuration():
+    with pytest.raises(ValueError):
+        _selftest.eventpoll_stress(mode="level")
+    with pytest.raises(ValueError):
+        _selftest.eventpoll_stress(fd_kinds=("fifo",))
+    with pytest.raises(ValueError):
+        _selftest.eventpoll_stress(channels=0)
+    with pytest.raises(ValueError):
+        _selftest.eventpoll_stress(fd_kinds=())
