@@ -52,3 +52,23 @@ def raise_nofile():
 def pollers(request):
     """Run a test in inline mode and with four poller threads."""
     return request.param
+
+
+# pytest-asyncio runs every async test of this suite on wfcloop: through
+# the loop-factory hook where the installed pytest-asyncio has it (1.5+),
+# through the event_loop_policy fixture before that.
+try:
+    from pytest_asyncio.plugin import PytestAsyncioSpecs as _AsyncioSpecs
+    _HAS_LOOP_FACTORIES = hasattr(_AsyncioSpecs, "pytest_asyncio_loop_factories")
+except ImportError:
+    _HAS_LOOP_FACTORIES = False
+
+if _HAS_LOOP_FACTORIES:
+    def pytest_asyncio_loop_factories(config, item):
+        import wfcloop
+        return {"wfcloop": wfcloop.new_event_loop}
+else:
+    @pytest.fixture(scope="session")
+    def event_loop_policy():
+        import wfcloop
+        return wfcloop.EventLoopPolicy()

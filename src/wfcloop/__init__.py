@@ -1,12 +1,17 @@
 """wfcloop: an asyncio event loop for Linux whose ready list is a wait-free
 concurrent queue fed by poller threads.
 
-The compiled core is :class:`EventPoll`, a drop-in for :class:`select.epoll`
-built on that queue.  The event loop itself (``wfcloop.Loop``) is built on
-top of it.
+- :class:`Loop`, :func:`new_event_loop`, :class:`EventLoopPolicy`,
+  :func:`install`, :func:`run`: the event loop and the ways to plug it in.
+- :class:`EventPoll`: the core, a drop-in for :class:`select.epoll`.
 """
 from ._eventpoll import EventPoll, default_pollers
+from ._selector import EventPollSelector
+from .loop import EventLoopPolicy, Loop, install, new_event_loop, run
 
 __version__ = "0.1.0.dev0"
 
-__all__ = ["EventPoll", "default_pollers", "__version__"]
+__all__ = [
+    "EventLoopPolicy", "EventPoll", "EventPollSelector", "Loop",
+    "default_pollers", "install", "new_event_loop", "run", "__version__",
+]

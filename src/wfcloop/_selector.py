@@ -1,0 +1,73 @@
+"""EventPollSelector: a :mod:`selectors` selector on wfcloop's EventPoll.
+
+asyncio's selector event loop drives readiness through a selector; this one
+hands it the wait-free ready list.  Registration bookkeeping (keys, the
+fd -> key map, argument checks) is the standard library's.
+"""
+import math
+import select
+import selectors
+
+from ._eventpoll import EventPoll
+
+__all__ = ["EventPollSelector"]
+
+
+class EventPollSelector(selectors._PollLikeSelector):
+    """A selector whose poller is :class:`wfcloop.EventPoll`.
+
+    ``pollers`` poller threads (``None``: :func:`wfcloop.default_pollers`).
+    """
+
+    _EVENT_READ = select.EPOLLIN
+    _EVENT_WRITE = select.EPOLLOUT
+
+    def __init__(self, *, pollers=None):
+        selectors._BaseSelectorImpl.__init__(self)
+        self._selector = EventPoll(pollers=pollers)
+        # An event loop calls select() again right away, so a poll() may
+        # return part of what is ready without settling first.
+        self._selector._set_snapshot(False)
+
+    @property
+    def pollers(self):
+        """Number of poller threads (0: inline mode)."""
+        return self._selector.pollers
+
+    def fileno(self):
+        return self._selector.fileno()
+
+    def stats(self):
+        """The EventPoll's counters (see EventPoll.stats)."""
+        return self._selector.stats()
+
+    def select(self, timeout=None):
+        if timeout is None:
+            timeout = -1
+        elif timeout <= 0:
+            timeout = 0
+        else:
+            # Millisecond resolution: round up, to wait at least timeout.
+            timeout = math.ceil(timeout * 1e3) * 1e-3
+        max_ev = max(len(self._fd_to_key), 1)
+        ready = []
+        try:
+            fd_event_list = self._selector.poll(timeout, max_ev)
+        except InterruptedError:
+            return ready
+        key_from_fd = self._fd_to_key.get
+        for fd, event in fd_event_list:
+            key = key_from_fd(fd)
+            if key is None:
+                continue
+            events = 0
+            if event & ~select.EPOLLIN:
+                events |= selectors.EVENT_WRITE
+            if event & ~select.EPOLLOUT:
+                events |= selectors.EVENT_READ
+            ready.append((key, events & key.events))
+        return ready
+
+    def close(self):
+        self._selector.close()
+        super().close()
