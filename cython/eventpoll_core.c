@@ -532,6 +532,39 @@ static int harvest_inline(wfc_ep *ep, int timeout_ms)
     return n;
 }
 
+#ifdef WFC_BENCH_HOOKS
+/*
+ * Benchmark-only (benchmarks/ready_list_bench.c, built with
+ * -DWFC_BENCH_HOOKS): run a poller's hand-off for a registration without the
+ * kernel, so that the ready list itself is what is measured.  The
+ * production build has neither function.
+ */
+uint64_t wfc_ep_bench_tag(wfc_ep *ep, int fd)
+{
+    uint64_t tag = 0;
+    int64_t idx;
+    pthread_mutex_lock(&ep->ctl_lock);
+    idx = map_get(ep, fd);
+    if (idx >= 0) {
+        struct wfc_item *item = slot_lookup(ep, (uint32_t)idx);
+        tag = make_tag((uint32_t)idx, w_gen(atomic_load(&item->word)));
+    }
+    pthread_mutex_unlock(&ep->ctl_lock);
+    return tag;
+}
+
+int wfc_ep_bench_inject(wfc_ep *ep, uint64_t tag, uint32_t events)
+{
+    static _Thread_local struct harvest_stats st;
+    struct wfc_item *item = mark_ready(ep, tag, events, &st);
+    if (item == NULL)
+        return 0;
+    if (ready_push(ep, item))
+        wake_consumer_if_sleeping(ep, &st);
+    return 1;
+}
+#endif
+
 /* ------------------------------------------------------------- consumer */
 
 /* ctl_lock held. */
