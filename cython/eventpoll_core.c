@@ -187,8 +187,15 @@ struct wfc_ep {
     struct wfcq_head txn_head;
     struct wfcq_tail txn_tail;
 
+    /* Consumers asleep in sleep_on_ready_list(); read and written relaxed,
+     * ordered by the wake-up protocol's two seq_cst fences (X, Y). */
     _Alignas(WFCQ_CACHE_LINE) _Atomic int sleepers;
     _Atomic int in_flight;     /* pollers between epoll_wait's return and their last append */
+    /* Set once, by wfc_ep_shutdown (seq_cst exchange, so that only one
+     * caller writes the stop and wake fds).  Everyone else reads it with
+     * acquire as a hint that shutdown began: nothing else is published
+     * through it; teardown itself is ordered by `users` and by joining the
+     * pollers. */
     _Atomic int closing;
     int snapshot;              /* settle before returning a partial batch */
     _Atomic int users;
@@ -359,6 +366,7 @@ static inline bool ready_push(wfc_ep *ep, struct wfc_item *item)
     if (ep->ready_kind == WFC_READY_LIST_WFCQUEUE)
         return wfcq_enqueue(&ep->ready_head, &ep->ready_tail, &item->node);
     pthread_mutex_lock(&ep->ready_lock);
+    /* Relaxed: the mutex list is ordered by ready_lock, not by the node. */
     atomic_store_explicit(&item->node.next, NULL, memory_order_relaxed);
     was_empty = ep->mhead == NULL;
     if (was_empty)
@@ -455,6 +463,7 @@ static void wake_consumer_if_sleeping(wfc_ep *ep, struct harvest_stats *st)
 {
     /* Fence X of the wake-up protocol (see the top of this file). */
     atomic_thread_fence(memory_order_seq_cst);
+    /* Relaxed: fence X above orders this load after our append. */
     if (atomic_load_explicit(&ep->sleepers, memory_order_relaxed) > 0) {
         uint64_t one = 1;
         ssize_t r = write(ep->wake_efd, &one, sizeof(one));
@@ -547,7 +556,8 @@ uint64_t wfc_ep_bench_tag(wfc_ep *ep, int fd)
     idx = map_get(ep, fd);
     if (idx >= 0) {
         struct wfc_item *item = slot_lookup(ep, (uint32_t)idx);
-        tag = make_tag((uint32_t)idx, w_gen(atomic_load(&item->word)));
+        /* Any order: ctl_lock is held and the generation changes only under it. */
+        tag = make_tag((uint32_t)idx, w_gen(atomic_load_explicit(&item->word, memory_order_relaxed)));
     }
     pthread_mutex_unlock(&ep->ctl_lock);
     return tag;
@@ -608,6 +618,8 @@ static void rearm_delivered(wfc_ep *ep)
 
         if (item == NULL || !item->rearm_pending)
             continue;
+        /* Acquire: a poller's READY (a modify re-armed the item and it
+         * fired) is seen before we decide not to re-arm it. */
         w = atomic_load_explicit(&item->word, memory_order_acquire);
         if (w_gen(w) != gen)
             continue;
@@ -702,6 +714,7 @@ static int sleep_on_ready_list(wfc_ep *ep, int timeout_ms)
 {
     int r = 0, err = 0;
 
+    /* Relaxed: fence Y below orders it before our look at the list. */
     atomic_fetch_add_explicit(&ep->sleepers, 1, memory_order_relaxed);
     /* Fence Y of the wake-up protocol. */
     atomic_thread_fence(memory_order_seq_cst);
@@ -840,6 +853,8 @@ int wfc_ep_add(wfc_ep *ep, int fd, uint32_t events, uint64_t data)
         return (int)idx;
     }
     item = slot_lookup(ep, (uint32_t)idx);
+    /* Relaxed: the slot is FREE and ctl_lock is held; only our own last
+     * store to it (or the chunk's initialisation) can be read here. */
     gen = w_gen(atomic_load_explicit(&item->word, memory_order_relaxed));
     item->fd = fd;
     item->mask = events;
@@ -1046,6 +1061,10 @@ void wfc_ep_shutdown(wfc_ep *ep)
 
 void wfc_ep_enter(wfc_ep *ep)
 {
+    /* seq_cst: the caller enters while it knows ep is alive (the wrapper
+     * holds the GIL, and close() clears its pointer under the GIL), so no
+     * ordering is needed for safety; seq_cst keeps the users/closing pair
+     * simple to reason about. */
     atomic_fetch_add_explicit(&ep->users, 1, memory_order_seq_cst);
 }
 
@@ -1077,6 +1096,7 @@ void wfc_ep_destroy(wfc_ep *ep, int in_forked_child)
     if (ep->kfd >= 0)
         close(ep->kfd);
     for (uint32_t c = 0; c < MAX_CHUNKS; c++) {
+        /* Relaxed: every poller has been joined; no thread is left. */
         struct wfc_item *chunk = atomic_load_explicit(&ep->chunks[c], memory_order_relaxed);
         if (chunk == NULL)
             break;
