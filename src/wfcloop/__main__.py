@@ -1,0 +1,32 @@
+"""``python -m wfcloop``: what this installation is and where it runs."""
+import os
+import platform
+import sys
+
+
+def main():
+    from . import __version__
+    print(f"wfcloop {__version__}")
+    print(f"Python {platform.python_version()} ({platform.python_implementation()}) at {sys.executable}")
+    print(f"kernel {platform.system()} {platform.release()} {platform.machine()}")
+    print(f"CPUs usable: {len(os.sched_getaffinity(0))} of {os.cpu_count()}")
+    try:
+        from . import _eventpoll
+    except ImportError as exc:
+        print(f"compiled core: NOT loaded ({exc})")
+        return 1
+    print(f"compiled core: loaded from {_eventpoll.__file__}")
+    env = os.environ.get("WFCLOOP_POLLERS")
+    source = f"WFCLOOP_POLLERS={env!r}" if env not in (None, "") else "from the CPU count"
+    try:
+        pollers = _eventpoll.default_pollers()
+    except ValueError as exc:
+        print(f"pollers default: invalid WFCLOOP_POLLERS ({exc})")
+        return 1
+    mode = "inline mode" if pollers == 0 else f"{pollers} poller threads"
+    print(f"pollers default: {pollers} ({mode}; {source})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
