@@ -58,11 +58,19 @@
  *   state, only with pollers (hence CAS loops there).
  *
  * KERNEL REGISTRATION
- *   level-triggered (user mask without EPOLLET/EPOLLONESHOT): kernel gets
- *     mask|EPOLLONESHOT; after delivery the item is re-armed with
- *     EPOLL_CTL_MOD at the start of the next wfc_ep_wait() call, when the
- *     kernel re-checks the level after the user had the chance to consume
- *     it (so a drained fd is not reported again, as with a plain epoll).
+ *   level-triggered (user mask without EPOLLET/EPOLLONESHOT), with pollers:
+ *     kernel gets mask|EPOLLONESHOT; after delivery the item is re-armed
+ *     with EPOLL_CTL_MOD at the start of the next wfc_ep_wait() call, when
+ *     the kernel re-checks the level after the user had the chance to
+ *     consume it (so a drained fd is not reported again, as with a plain
+ *     epoll).
+ *   level-triggered in inline mode (no pollers): kernel gets mask as is.
+ *     Only the consuming thread reads the kernel, so EPOLLONESHOT has no
+ *     thread to keep an event from; without it the kernel re-reports the
+ *     level by itself at every epoll_wait and no EPOLL_CTL_MOD per event is
+ *     paid (one system call less per event, where cores are scarce).  Two
+ *     threads in wfc_ep_wait at once may then both see one level-triggered
+ *     event, as two threads in epoll_wait on one plain epoll would.
  *   EPOLLONESHOT from the user: kernel gets mask as is; never re-armed by
  *     us (the user's modify re-arms it), except when the pending bits were
  *     all masked out by a modify, since then nothing was delivered.
@@ -299,16 +307,25 @@ static int map_set(wfc_ep *ep, int fd, int64_t idx)
     return 0;
 }
 
-static inline uint32_t kernel_mask(uint32_t mask)
+static inline bool level_triggered(uint32_t mask)
+{
+    return !(mask & (EPOLLET | EPOLLONESHOT));
+}
+
+/* The mask the kernel gets for the user's mask; see KERNEL REGISTRATION. */
+static inline uint32_t kernel_mask(const wfc_ep *ep, uint32_t mask)
 {
     if ((mask & EPOLLET) && !(mask & EPOLLONESHOT))
-        return mask;            /* see KERNEL REGISTRATION above */
+        return mask;
+    if (ep->npollers == 0 && level_triggered(mask))
+        return mask;
     return mask | EPOLLONESHOT;
 }
 
-static inline bool rearmed_after_delivery(uint32_t mask)
+/* Whether a delivered item must be re-armed before it can fire again. */
+static inline bool rearmed_after_delivery(const wfc_ep *ep, uint32_t mask)
 {
-    return !(mask & (EPOLLET | EPOLLONESHOT));
+    return ep->npollers > 0 && level_triggered(mask);
 }
 
 /*
@@ -587,7 +604,7 @@ static void schedule_rearm(wfc_ep *ep, uint32_t idx, struct wfc_item *item, uint
         uint64_t *p = realloc(ep->rearm_vec, cap * sizeof(*p));
         if (p == NULL) {
             /* No room to defer it: re-arm now (still after IDLE). */
-            struct epoll_event ev = {kernel_mask(item->mask), {.u64 = make_tag(idx, gen)}};
+            struct epoll_event ev = {kernel_mask(ep, item->mask), {.u64 = make_tag(idx, gen)}};
             epoll_ctl(ep->kfd, EPOLL_CTL_MOD, item->fd, &ev);
             STAT_ADD(ep->rearms, 1);
             return;
@@ -630,7 +647,7 @@ static void rearm_delivered(wfc_ep *ep)
         item->rearm_pending = 0;
         if (w_state(w) != ST_IDLE)
             continue;
-        struct epoll_event ev = {kernel_mask(item->mask), {.u64 = tag}};
+        struct epoll_event ev = {kernel_mask(ep, item->mask), {.u64 = tag}};
         STAT_ADD(ep->rearms, 1);
         if (epoll_ctl(ep->kfd, EPOLL_CTL_MOD, item->fd, &ev) < 0) {
             /* The fd was closed (the kernel dropped it) or its number now
@@ -681,7 +698,7 @@ static int deliver(wfc_ep *ep, wfc_event *out, int n, int maxevents, uint64_t st
         w = atomic_exchange_explicit(&item->word, w_make(w_gen(w), 0, ST_IDLE),
                                      memory_order_acq_rel);
         revents = w_events(w) & (item->mask | EPOLLERR | EPOLLHUP) & WFC_EVENT_BITS;
-        if (rearmed_after_delivery(item->mask)
+        if (rearmed_after_delivery(ep, item->mask)
             || (revents == 0 && (item->mask & EPOLLONESHOT)))
             schedule_rearm(ep, idx, item, w_gen(w));
         if (revents == 0)
@@ -811,20 +828,24 @@ int wfc_ep_wait(wfc_ep *ep, wfc_event *out, int maxevents, int timeout_ms)
             r = harvest_inline(ep, wait_ms);
             if (r < 0)
                 return r;
-            if (r == 0 && wait_ms >= 0)   /* timed out; a last look in case another thread harvested */
+            /* The last, non-blocking look, or the wait timed out: return
+             * what there is.  (Events that were all stale, e.g. from a
+             * level-triggered kernel item of a closed fd that a dup keeps
+             * open, must not keep us here past the deadline.) */
+            if (wait_ms == 0 || (r == 0 && wait_ms > 0))
                 return deliver_locked(ep, out, 0, maxevents, stamp);
             continue;
         }
         r = harvest_inline(ep, 0);
         if (r < 0)
             return r;
-        if (r > 0)
-            continue;
         if (wait_ms == 0) {
             if (ep->snapshot)
                 settle(ep);
             return deliver_locked(ep, out, 0, maxevents, stamp);
         }
+        if (r > 0)
+            continue;
         r = sleep_on_ready_list(ep, wait_ms);
         if (r < 0)
             return r;
@@ -865,7 +886,7 @@ int wfc_ep_add(wfc_ep *ep, int fd, uint32_t events, uint64_t data)
      * event finds the item ready to be marked. */
     atomic_store_explicit(&item->word, w_make(gen, 0, ST_IDLE), memory_order_release);
 
-    ev.events = kernel_mask(events);
+    ev.events = kernel_mask(ep, events);
     ev.data.u64 = make_tag((uint32_t)idx, gen);
     if (epoll_ctl(ep->kfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
         err = errno;
@@ -910,7 +931,7 @@ int wfc_ep_mod(wfc_ep *ep, int fd, uint32_t events, uint64_t data)
     if (idx < 0) {
         /* Not ours: let the kernel say why (EBADF, EPERM, EINVAL, ENOENT). */
         int r;
-        ev.events = kernel_mask(events);
+        ev.events = kernel_mask(ep, events);
         ev.data.u64 = TAG_PROBE;
         r = epoll_ctl(ep->kfd, EPOLL_CTL_MOD, fd, &ev);
         r = r < 0 ? -errno : 0;
@@ -919,7 +940,7 @@ int wfc_ep_mod(wfc_ep *ep, int fd, uint32_t events, uint64_t data)
     }
     item = slot_lookup(ep, (uint32_t)idx);
     gen = w_gen(atomic_load_explicit(&item->word, memory_order_acquire));
-    ev.events = kernel_mask(events);
+    ev.events = kernel_mask(ep, events);
     ev.data.u64 = make_tag((uint32_t)idx, gen);
     if (epoll_ctl(ep->kfd, EPOLL_CTL_MOD, fd, &ev) < 0) {
         int err = errno;

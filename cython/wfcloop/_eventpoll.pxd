@@ -53,7 +53,7 @@ cdef class _Core:
     cdef readonly int kfd
     cdef readonly int pollers
     cdef readonly str ready_list
-    cdef long pid
+    cdef unsigned long fork_generation
     cdef object __weakref__
 
     cdef wfc_ep *enter(self) except NULL

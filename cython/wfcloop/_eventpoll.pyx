@@ -16,7 +16,26 @@ from libc.errno cimport EINTR, EBADF
 from libc.limits cimport INT_MAX, INT_MIN
 from libc.stdint cimport uint32_t, uint64_t
 from libc.stdlib cimport malloc, free
-from posix.unistd cimport getpid
+
+
+cdef extern from *:
+    """
+    #include <pthread.h>
+    /* Forks seen by this process image: bumped in the child by a
+     * pthread_atfork handler, so that a core can tell cheaply (no getpid()
+     * system call per poll) whether it was created before a fork. */
+    static unsigned long wfcloop_fork_generation = 0;
+    static void wfcloop_after_fork_in_child(void) { wfcloop_fork_generation++; }
+    static int wfcloop_watch_forks(void) {
+        return pthread_atfork(NULL, NULL, wfcloop_after_fork_in_child);
+    }
+    """
+    unsigned long wfcloop_fork_generation
+    int wfcloop_watch_forks()
+
+
+if wfcloop_watch_forks() != 0:
+    raise ImportError("wfcloop: pthread_atfork failed")
 
 
 cdef extern from "Python.h":
@@ -116,14 +135,14 @@ cdef class _Core:
         self.kfd = wfc_ep_kernel_fd(ep)
         self.pollers = pollers
         self.ready_list = ready_list
-        self.pid = getpid()
+        self.fork_generation = wfcloop_fork_generation
 
     cdef wfc_ep *enter(self) except NULL:
         """Register the calling thread as a user of the core (GIL held, so
         close() cannot free it between our check and the enter)."""
         if self.ep == NULL:
             _raise_errno(-EBADF)
-        if getpid() != self.pid:
+        if wfcloop_fork_generation != self.fork_generation:
             raise RuntimeError(
                 "this EventPoll was created in the parent process before "
                 "os.fork(); create a new EventPoll in the child")
@@ -132,7 +151,7 @@ cdef class _Core:
 
     cdef void close(self):
         cdef wfc_ep *ep = self.ep
-        cdef int in_child = getpid() != self.pid
+        cdef int in_child = wfcloop_fork_generation != self.fork_generation
         if ep == NULL:
             return
         self.ep = NULL
@@ -147,7 +166,7 @@ cdef class _Core:
         if ep != NULL:
             self.ep = NULL
             with nogil:
-                wfc_ep_destroy(ep, getpid() != self.pid)
+                wfc_ep_destroy(ep, wfcloop_fork_generation != self.fork_generation)
 
 
 cdef class EventPoll:
