@@ -32,14 +32,14 @@ ASAN_ENV := ASAN_OPTIONS="halt_on_error=1 detect_leaks=1 abort_on_error=0 $(ASAN
 TSAN_LAUNCH ?= $(shell setarch $$(uname -m) -R true >/dev/null 2>&1 && echo setarch $$(uname -m) -R)
 
 WFCQ_SRC := cython/selftest/wfcq_stress.c
-WFCQ_DEPS := $(WFCQ_SRC) cython/wfcqueue.h
+WFCQ_DEPS := $(WFCQ_SRC) cython/wfcqueue.h cython/selftest/stress_common.h
 WFCQ_TSAN_ARGS ?= 4 40000 2
 WFCQ_ASAN_ARGS ?= 4 200000 2
 
 # Eventpoll-core stress (uses only eventpoll_core.h; linked with the core).
 EP_SRC := cython/selftest/ep_stress.c
 EP_CORE := cython/eventpoll_core.c
-EP_DEPS := $(EP_SRC) $(EP_CORE) cython/eventpoll_core.h cython/wfcqueue.h
+EP_DEPS := $(EP_SRC) $(EP_CORE) cython/eventpoll_core.h cython/wfcqueue.h cython/selftest/stress_common.h
 # channels tokens_per_writer storm_ops rounds [close_without_del]
 EP_TSAN_ARGS ?= 32 3000 600 1
 EP_ASAN_ARGS ?= 32 5000 1000 2

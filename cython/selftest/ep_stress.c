@@ -67,6 +67,7 @@
 #include <unistd.h>
 
 #include "eventpoll_core.h" /* cython/eventpoll_core.h: compile with -Icython */
+#include "selftest/stress_common.h"
 
 #ifndef EP_STRESS_API
 #define EP_STRESS_API static __attribute__((unused))
@@ -182,31 +183,6 @@ struct ep_stress_state {
     uint32_t base_mask;
     int nkinds, kinds[3];
 };
-
-static inline uint64_t ep_stress_splitmix(uint64_t x)
-{
-    x += UINT64_C(0x9E3779B97F4A7C15);
-    x = (x ^ (x >> 30)) * UINT64_C(0xBF58476D1CE4E5B9);
-    x = (x ^ (x >> 27)) * UINT64_C(0x94D049BB133111EB);
-    return x ^ (x >> 31);
-}
-
-static inline uint64_t ep_stress_rand(uint64_t *state)
-{
-    uint64_t x = *state;
-    x ^= x >> 12;
-    x ^= x << 25;
-    x ^= x >> 27;
-    *state = x;
-    return x * UINT64_C(0x2545F4914F6CDD1D);
-}
-
-static double ep_stress_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
 
 /* ------------------------------------------------------------- channels */
 
@@ -339,14 +315,14 @@ static void *ep_stress_writer(void *arg)
     struct ep_worker *w = arg;
     struct ep_stress_state *s = w->s;
     const struct ep_stress_config *cfg = s->cfg;
-    uint64_t rng = ep_stress_splitmix(cfg->seed ^ (uint64_t)(w->id + 1) * 0x1000193ULL) | 1;
+    uint64_t rng = stress_splitmix(cfg->seed ^ (uint64_t)(w->id + 1) * 0x1000193ULL) | 1;
     double last_progress;
     int64_t i = 0;
 
     ep_stress_start_gate(s);
-    last_progress = ep_stress_now();
+    last_progress = stress_now();
     while (i < cfg->tokens_per_writer && !atomic_load_explicit(&s->abort_, memory_order_relaxed)) {
-        uint64_t r = ep_stress_rand(&rng);
+        uint64_t r = stress_rand(&rng);
         struct ep_chan *c = &s->chans[r % (uint64_t)cfg->channels];
         int rc;
 
@@ -359,11 +335,11 @@ static void *ep_stress_writer(void *arg)
             i++;
             w->written++;
             if ((i & 255) == 0)
-                last_progress = ep_stress_now();
+                last_progress = stress_now();
         } else if (rc == 0) {
             w->full++;
             sched_yield();
-            if (ep_stress_now() - last_progress > 10.0) {
+            if (stress_now() - last_progress > 10.0) {
                 w->stuck = 1; /* every channel full for 10 s: no consumer */
                 break;
             }
@@ -422,7 +398,7 @@ static void *ep_stress_storm(void *arg)
     struct ep_worker *w = arg;
     struct ep_stress_state *s = w->s;
     const struct ep_stress_config *cfg = s->cfg;
-    uint64_t rng = ep_stress_splitmix(cfg->seed ^ (uint64_t)(w->id + 1) * 0x51ED27ULL) | 1;
+    uint64_t rng = stress_splitmix(cfg->seed ^ (uint64_t)(w->id + 1) * 0x51ED27ULL) | 1;
     int actions[12], nactions = 0;
     int64_t op;
 
@@ -435,7 +411,7 @@ static void *ep_stress_storm(void *arg)
 
     ep_stress_start_gate(s);
     for (op = 0; op < cfg->storm_ops && !atomic_load_explicit(&s->abort_, memory_order_relaxed); op++) {
-        uint64_t r = ep_stress_rand(&rng);
+        uint64_t r = stress_rand(&rng);
         int ci = (int)(r % (uint64_t)cfg->channels);
         struct ep_chan *c = &s->chans[ci];
         int action = actions[(r >> 20) % (uint64_t)nactions];
@@ -589,7 +565,7 @@ static void ep_stress_consume(struct ep_stress_state *s, struct ep_stress_result
                 ep_stress_handle(s, &evs[i], snap, batch, res);
         }
         if (atomic_load_explicit(&s->active, memory_order_acquire) == 0) {
-            double now = ep_stress_now();
+            double now = stress_now();
             if (end_since == 0)
                 end_since = last_progress = now;
             if (res->read != read_before)
@@ -730,11 +706,11 @@ EP_STRESS_API int ep_stress_run_config(const struct ep_stress_config *cfg,
     }
     while (atomic_load_explicit(&s->ready, memory_order_relaxed) < nworkers)
         sched_yield();
-    t0 = ep_stress_now();
+    t0 = stress_now();
     atomic_store_explicit(&s->go, 1, memory_order_release);
 
     ep_stress_consume(s, res);
-    res->seconds = ep_stress_now() - t0;
+    res->seconds = stress_now() - t0;
     /* A consumer that gave up (wait error) must not leave writers blocked. */
     atomic_store_explicit(&s->abort_, 1, memory_order_relaxed);
     for (i = 0; i < nworkers; i++) {
@@ -841,7 +817,7 @@ int main(int argc, char **argv)
                 .close_without_del = table[i][4] && cwd,
                 .drain_timeout_ms = 2000,
                 .maxevents = table[i][5],
-                .seed = ep_stress_splitmix((uint64_t)round * 100 + (uint64_t)i),
+                .seed = stress_splitmix((uint64_t)round * 100 + (uint64_t)i),
             };
             struct ep_stress_result r;
             int rc = ep_stress_run_config(&cfg, &r);

@@ -57,7 +57,8 @@
 #include <string.h>
 #include <time.h>
 
-#include "wfcqueue.h" /* cython/wfcqueue.h: compile with -Icython */
+#include "wfcqueue.h"
+#include "selftest/stress_common.h" /* cython/wfcqueue.h: compile with -Icython */
 
 #ifndef WFCQ_STRESS_API
 #define WFCQ_STRESS_API static __attribute__((unused))
@@ -166,32 +167,6 @@ struct wfcq_stress_state {
     struct wfcq_tail priv_tail;
 };
 
-static inline uint64_t wfcq_stress_splitmix(uint64_t x)
-{
-    x += UINT64_C(0x9E3779B97F4A7C15);
-    x = (x ^ (x >> 30)) * UINT64_C(0xBF58476D1CE4E5B9);
-    x = (x ^ (x >> 27)) * UINT64_C(0x94D049BB133111EB);
-    return x ^ (x >> 31);
-}
-
-/* xorshift64* */
-static inline uint64_t wfcq_stress_rand(uint64_t *state)
-{
-    uint64_t x = *state;
-    x ^= x >> 12;
-    x ^= x << 25;
-    x ^= x >> 27;
-    *state = x;
-    return x * UINT64_C(0x2545F4914F6CDD1D);
-}
-
-static double wfcq_stress_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
 static void *wfcq_stress_producer(void *arg)
 {
     struct wfcq_stress_thread *t = arg;
@@ -199,7 +174,7 @@ static void *wfcq_stress_producer(void *arg)
     const int64_t m = s->cfg->nodes_per_producer;
     const uint64_t yield_mask =
         s->cfg->yield_shift > 0 ? (UINT64_C(1) << s->cfg->yield_shift) - 1 : 0;
-    uint64_t rng = wfcq_stress_splitmix(s->cfg->seed ^ (uint64_t)(t->id + 1) * 0x100000001ULL) | 1;
+    uint64_t rng = stress_splitmix(s->cfg->seed ^ (uint64_t)(t->id + 1) * 0x100000001ULL) | 1;
     int64_t i;
     int go;
 
@@ -217,7 +192,7 @@ static void *wfcq_stress_producer(void *arg)
         if (wfcq_enqueue(t->head, t->tail, &n->node))
             t->found_empty++;
         if (yield_mask) {
-            uint64_t r = wfcq_stress_rand(&rng);
+            uint64_t r = stress_rand(&rng);
             if ((r & yield_mask) == 0) {
                 sched_yield();
             } else if (((r >> 32) & 1023) == 0) {
@@ -341,11 +316,11 @@ static void wfcq_stress_consume(struct wfcq_stress_state *s, struct wfcq_stress_
 {
     const struct wfcq_stress_config *cfg = s->cfg;
     const int feed_every = cfg->feed_every ? cfg->feed_every : 1;
-    uint64_t rng = wfcq_stress_splitmix(cfg->seed ^ UINT64_C(0xC0FFEE)) | 1;
+    uint64_t rng = stress_splitmix(cfg->seed ^ UINT64_C(0xC0FFEE)) | 1;
     int64_t round, idle = 0;
 
     for (round = 0;; round++) {
-        uint64_t r = wfcq_stress_rand(&rng);
+        uint64_t r = stress_rand(&rng);
         int64_t taken = 0;
         bool spliced = false;
         struct wfcq_node *wn, *nx;
@@ -543,11 +518,11 @@ WFCQ_STRESS_API int wfcq_stress_run_config(const struct wfcq_stress_config *cfg,
     /* Start gate: every producer is running before any of them enqueues. */
     while (atomic_load_explicit(&s->ready, memory_order_relaxed) < nthreads)
         sched_yield();
-    t0 = wfcq_stress_now();
+    t0 = stress_now();
     atomic_store_explicit(&s->go, 1, memory_order_release);
 
     wfcq_stress_consume(s, res);
-    res->seconds = wfcq_stress_now() - t0;
+    res->seconds = stress_now() - t0;
 
     for (i = 0; i < nthreads; i++) {
         pthread_join(threads[i].tid, NULL);
@@ -672,7 +647,7 @@ int main(int argc, char **argv)
                 .splice_every = table[i][2],
                 .feed_every = table[i][3],
                 .yield_shift = table[i][4],
-                .seed = wfcq_stress_splitmix((uint64_t)round * 100 + (uint64_t)i),
+                .seed = stress_splitmix((uint64_t)round * 100 + (uint64_t)i),
             };
             struct wfcq_stress_result res;
             int rc = wfcq_stress_run_config(&cfg, &res);
