@@ -10,6 +10,12 @@ mkdir -p benchmarks/build
 ${CC:-cc} -O2 -std=gnu11 -pthread -DWFC_BENCH_HOOKS -Icython \
     benchmarks/ready_list_bench.c cython/eventpoll_core.c -o benchmarks/build/ready_list_bench
 ulimit -n 65536 2>/dev/null || true
+# The numbers swing by 10x when other processes share the CPUs: say so.
+load=$(cut -d' ' -f1 /proc/loadavg)
+echo "$(nproc) CPUs, load average $load before the runs" >&2
+if python3 -c "import sys; sys.exit(not float('$load') > 0.5)"; then
+    echo "warning: the machine is busy (load $load); the ratios will be noisy" >&2
+fi
 results=$(mktemp)
 for r in $(seq 1 "$ROUNDS"); do
     for t in $(seq 1 "$MAX_T"); do

@@ -53,8 +53,10 @@ def parse_args(parser, argv=None):
         try:
             __import__(args.loop)
         except ImportError:
-            parser.error(f"--loop {args.loop} needs the {args.loop} package: "
-                         f"pip install {args.loop}")
+            hint = ("install wfcloop from its repository (pip install .), and run "
+                    "this with that environment's python"
+                    if args.loop == "wfcloop" else f"pip install {args.loop}")
+            parser.error(f"--loop {args.loop} needs the {args.loop} package: {hint}")
     return args
 
 

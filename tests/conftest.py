@@ -72,3 +72,14 @@ else:
     def event_loop_policy():
         import wfcloop
         return wfcloop.EventLoopPolicy()
+
+
+def import_cpython_tests(name):
+    """Import one of CPython's own test modules (the interpreter's ``test``
+    package).  Without it the tests that use it are skipped, except under
+    CI (``CI`` set), where a missing package must not pass as green."""
+    import importlib
+    if os.environ.get("CI"):
+        return importlib.import_module(name)
+    return pytest.importorskip(
+        name, reason=f"{name} is not installed (on Debian: libpython3.X-testsuite)")

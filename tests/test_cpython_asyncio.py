@@ -32,7 +32,9 @@ if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
 import cpython_asyncio  # noqa: E402  (the runner, imported for its lists)
 
-pytest.importorskip("test.test_asyncio")
+from conftest import import_cpython_tests  # noqa: E402
+
+import_cpython_tests("test.test_asyncio")
 
 # {test id: reason}.  Only for tests that check the standard library's
 # internals (e.g. that the loop is a _UnixSelectorEventLoop, or the type of

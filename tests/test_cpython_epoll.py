@@ -14,7 +14,9 @@ import pytest
 
 import wfcloop
 
-test_epoll = pytest.importorskip("test.test_epoll")
+from conftest import import_cpython_tests
+
+test_epoll = import_cpython_tests("test.test_epoll")
 
 TEST_NAMES = unittest.defaultTestLoader.getTestCaseNames(test_epoll.TestEPoll)
 
