@@ -144,9 +144,9 @@ static inline bool wfcq_append(struct wfcq_head *head, struct wfcq_tail *tail,
      *    own exchange (or by the consumer's re-initialisation of the
      *    dummy); we are about to write old_tail->next, and that write must
      *    come after their writes to the same node.
-     * seq_cst is used instead of acq_rel so that the exchange also takes
-     * part in the single total order that the eventpoll's wake-up protocol
-     * reasons about; on x86 and arm64 it is the same instruction.
+     * acq_rel would do; seq_cst costs nothing more on x86 and arm64 (the
+     * same instruction).  The eventpoll's wake-up protocol does not lean
+     * on it: it puts its own seq_cst fence after the append.
      */
     struct wfcq_node *old_tail =
         atomic_exchange_explicit(&tail->p, last, memory_order_seq_cst);
