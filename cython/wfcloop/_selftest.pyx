@@ -92,6 +92,16 @@ def wfcqueue_violation_names(int64_t violations):
     return [name for bit, name in WFCQ_VIOLATION_BITS.items() if violations & bit]
 
 
+
+cdef _check_rc(int rc, describe):
+    """Turn a harness's negative errno into the exception, once: EINVAL is a
+    bad configuration (ValueError, described by describe()), the rest
+    OSError."""
+    if rc == -22:  # EINVAL
+        raise ValueError(describe())
+    if rc < 0:
+        raise OSError(-rc, strerror(-rc).decode(errors="replace"))
+
 def wfcqueue_stress(int producers, int64_t nodes_per_producer, int splice_every=4, *,
                     int feeders=0, int feed_every=1, int yield_shift=6, seed=None):
     """Stress wfcqueue.h: ``producers`` threads enqueue ``nodes_per_producer``
@@ -127,12 +137,9 @@ def wfcqueue_stress(int producers, int64_t nodes_per_producer, int splice_every=
     cfg.seed = <uint64_t>(seed & 0xFFFFFFFFFFFFFFFF)
     with nogil:
         rc = wfcq_stress_run_config(&cfg, &res)
-    if rc == -22:  # EINVAL
-        raise ValueError(
-            f"bad wfcqueue_stress configuration: producers={producers} feeders={feeders} "
-            f"nodes_per_producer={nodes_per_producer} yield_shift={yield_shift}")
-    if rc < 0:
-        raise OSError(-rc, strerror(-rc).decode(errors="replace"))
+    _check_rc(rc, lambda: (
+        f"bad wfcqueue_stress configuration: producers={producers} feeders={feeders} "
+        f"nodes_per_producer={nodes_per_producer} yield_shift={yield_shift}"))
     out = res  # Cython converts the struct to a dict of its fields
     out["seed"] = cfg.seed
     out["violation_names"] = wfcqueue_violation_names(res.violations)
@@ -305,10 +312,7 @@ def eventpoll_stress(*, int pollers=2, mode="lt", ready_list="wfcqueue",
     cfg.seed = <uint64_t>(seed & 0xFFFFFFFFFFFFFFFF)
     with nogil:
         rc = ep_stress_run_config(&cfg, &res)
-    if rc == -22:  # EINVAL
-        raise ValueError("bad eventpoll_stress configuration")
-    if rc < 0:
-        raise OSError(-rc, strerror(-rc).decode(errors="replace"))
+    _check_rc(rc, lambda: "bad eventpoll_stress configuration")
     out = res  # Cython converts the struct to a dict of its fields
     out["seed"] = cfg.seed
     out["violation_names"] = eventpoll_violation_names(res.violations)
