@@ -25,6 +25,7 @@ def ext(name, sources):
 
 extensions = [
     ext("wfcloop._eventpoll", ["cython/wfcloop/_eventpoll.pyx", "cython/eventpoll_core.c"]),
+    ext("wfcloop._loop", ["cython/wfcloop/_loop.pyx"]),
     # Stress harnesses for the C core (used by the tests; not needed at run time).
     ext("wfcloop._selftest", ["cython/wfcloop/_selftest.pyx", "cython/eventpoll_core.c"]),
 ]

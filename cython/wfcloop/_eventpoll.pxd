@@ -67,3 +67,4 @@ cdef class EventPoll:
     cdef _Core _open_core(self)
     cdef _ctl(self, int op, int fd, uint32_t mask, uint64_t data=*)
     cdef _poll(self, timeout, int maxevents, bint with_data)
+    cdef int wait_into(self, wfc_event *buf, int maxevents, int timeout_ms) except -2

@@ -349,6 +349,34 @@ cdef class EventPoll:
         finally:
             free(buf)
 
+    cdef int wait_into(self, wfc_event *buf, int maxevents, int timeout_ms) except -2:
+        """The event loop's poll: wait up to timeout_ms (-1: forever) for at
+        most maxevents events, written to the caller's reused buffer.
+
+        Returns the number of events, or -1 when a signal interrupted the
+        wait (after running the Python signal handlers, which may raise):
+        the loop then goes round again, as selectors' select() returns []
+        on EINTR.  A zero timeout keeps the GIL: the wait cannot block
+        (pollers never take the GIL), and the loop thread saves the
+        release and re-acquire.
+        """
+        cdef _Core core = self._open_core()
+        cdef wfc_ep *ep = core.enter()
+        cdef int n
+        if timeout_ms == 0:
+            n = wfc_ep_wait(ep, buf, maxevents, 0)
+            wfc_ep_leave(ep)
+        else:
+            with nogil:
+                n = wfc_ep_wait(ep, buf, maxevents, timeout_ms)
+                wfc_ep_leave(ep)
+        if n == -EINTR:
+            PyErr_CheckSignals()
+            return -1
+        if n < 0:
+            _raise_errno(n)
+        return n
+
     def _set_snapshot(self, bint on):
         """Whether poll() settles before returning a partial batch (see
         wfc_ep_set_snapshot); on by default, off for the event loop."""

@@ -5,12 +5,13 @@ import asyncio
 import sys
 import warnings
 
+from ._loop import BaseLoop
 from ._selector import EventPollSelector
 
 __all__ = ["Loop", "new_event_loop", "EventLoopPolicy", "install", "run"]
 
 
-class Loop(asyncio.SelectorEventLoop):
+class Loop(BaseLoop):
     """An asyncio event loop whose readiness comes from wfcloop's EventPoll.
 
     ``pollers`` poller threads feed the wait-free ready list; ``0`` is

@@ -1,0 +1,686 @@
+# cython: language_level=3
+"""The event loop's compiled hot paths: run-once, I/O dispatch and the
+socket transport's read and write.
+
+``wfcloop.Loop`` keeps asyncio's own API surface (``BaseSelectorEventLoop``:
+argument checks, servers, SSL, subprocesses, sock_* methods) and replaces
+what runs per event:
+
+* ``_run_once`` polls the EventPoll straight into a reused C event array
+  (no selector key list, no per-poll allocation), turns each event into the
+  reader/writer handles registered for its fd, pops due timers and runs the
+  ready handles, in asyncio's order: FIFO for call_soon, timers by deadline
+  then insertion, I/O callbacks of one poll before the next poll.
+* ``SocketTransport`` reads into one reused buffer (asyncio's transport
+  asks ``recv`` for 256 KiB, which glibc serves with an mmap, mremap and
+  munmap per read) and sends in C when its write buffer is empty.
+
+Callbacks are scheduled as asyncio's own Handle and TimerHandle objects; in
+debug mode they are made by asyncio's code (which records where), and slow
+callback warnings have asyncio's messages.
+"""
+import asyncio
+import heapq
+import selectors
+import sys
+from asyncio import base_events, constants, events, format_helpers, selector_events
+
+from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING, PyBytes_GET_SIZE
+from cpython.exc cimport PyErr_SetFromErrno
+from libc.errno cimport errno, EAGAIN, EINTR
+from libc.math cimport ceil
+from libc.stdint cimport uint32_t
+from libc.stdlib cimport malloc, realloc, free
+
+from wfcloop._eventpoll cimport EventPoll, wfc_event
+
+cdef extern from "sys/socket.h" nogil:
+    ssize_t c_recv "recv" (int fd, void *buf, size_t n, int flags)
+    ssize_t c_send "send" (int fd, const void *buf, size_t n, int flags)
+    enum:
+        MSG_NOSIGNAL
+
+cdef extern from "time.h" nogil:
+    ctypedef int clockid_t
+    cdef struct timespec:
+        long tv_sec
+        long tv_nsec
+    int clock_gettime(clockid_t clk, timespec *ts)
+    enum:
+        CLOCK_MONOTONIC
+
+cdef enum:
+    EPOLLIN = 0x001
+    EPOLLOUT = 0x004
+    # One read per readiness event: what asyncio's transport asks recv for.
+    READ_BUFFER_SIZE = 256 * 1024
+    # Events taken from the ready list per poll, at most.
+    MAX_EVENTS_PER_POLL = 1024
+
+# The reused read buffer.  Only a thread holding the GIL uses it, from the
+# recv to the copy into a bytes object, so loops in several threads can
+# share it.
+cdef char read_buffer[READ_BUFFER_SIZE]
+
+cdef object EVENT_READ = selectors.EVENT_READ
+cdef object EVENT_WRITE = selectors.EVENT_WRITE
+cdef double MAXIMUM_SELECT_TIMEOUT = base_events.MAXIMUM_SELECT_TIMEOUT
+cdef Py_ssize_t MIN_SCHEDULED_TIMER_HANDLES = base_events._MIN_SCHEDULED_TIMER_HANDLES
+cdef double MIN_CANCELLED_TIMER_HANDLES_FRACTION = base_events._MIN_CANCELLED_TIMER_HANDLES_FRACTION
+cdef object Handle = events.Handle
+cdef object TimerHandle = events.TimerHandle
+cdef object heappop = heapq.heappop
+cdef object heapify = heapq.heapify
+cdef object heappush = heapq.heappush
+cdef object format_handle = base_events._format_handle
+cdef object Future = asyncio.Future
+from asyncio.log import logger
+from contextvars import copy_context
+
+
+cdef inline double monotonic() noexcept nogil:
+    """time.monotonic(): the same clock, without the Python call."""
+    cdef timespec ts
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return ts.tv_sec + ts.tv_nsec * 1e-9
+
+
+cdef class _Dispatch:
+    """The loop's view of its EventPoll: a reused event array, and the
+    selector's fd -> key map, from which each event's handles are found."""
+    cdef EventPoll poll
+    cdef wfc_event *events
+    cdef int capacity
+    cdef dict fd_to_key
+    cdef object ready           # the loop's collections.deque of handles
+    cdef object loop
+
+    def __cinit__(self, loop, selector):
+        self.loop = loop
+        self.poll = <EventPoll?>selector._selector
+        self.fd_to_key = <dict?>selector._fd_to_key
+        self.ready = loop._ready
+        self.capacity = 64
+        self.events = <wfc_event *>malloc(self.capacity * sizeof(wfc_event))
+        if self.events == NULL:
+            raise MemoryError()
+
+    def __dealloc__(self):
+        free(self.events)
+
+    cdef int reserve(self) except -1:
+        """Grow the event array with the number of registered fds (as
+        selectors' epoll asks for one event per registration), up to
+        MAX_EVENTS_PER_POLL; the rest stays queued for the next poll."""
+        cdef int want = len(self.fd_to_key)
+        cdef wfc_event *grown
+        if want > MAX_EVENTS_PER_POLL:
+            want = MAX_EVENTS_PER_POLL
+        if want <= self.capacity:
+            return 0
+        grown = <wfc_event *>realloc(self.events, want * sizeof(wfc_event))
+        if grown == NULL:
+            raise MemoryError()
+        self.events = grown
+        self.capacity = want
+        return 0
+
+    cdef int poll_and_queue(self, int timeout_ms) except -1:
+        """Wait for events and append their handles to the ready deque,
+        as BaseSelectorEventLoop._process_events does with a selector's
+        (key, mask) list: a cancelled handle unregisters its side."""
+        cdef int n, i
+        cdef uint32_t ev
+        cdef object key, reader, writer, mask
+        self.reserve()
+        n = self.poll.wait_into(self.events, self.capacity, timeout_ms)
+        if n <= 0:
+            return 0
+        fd_to_key = self.fd_to_key
+        ready = self.ready
+        for i in range(n):
+            key = fd_to_key.get(self.events[i].fd)
+            if key is None:
+                continue
+            ev = self.events[i].events
+            mask = key.events
+            reader, writer = key.data
+            # selectors' epoll mapping: anything but EPOLLOUT reads,
+            # anything but EPOLLIN writes (errors and hang-ups wake both).
+            if ev & ~EPOLLOUT and mask & EVENT_READ and reader is not None:
+                if reader._cancelled:
+                    self.loop._remove_reader(key.fileobj)
+                else:
+                    ready.append(reader)
+            if ev & ~EPOLLIN and mask & EVENT_WRITE and writer is not None:
+                if writer._cancelled:
+                    self.loop._remove_writer(key.fileobj)
+                else:
+                    ready.append(writer)
+        return n
+
+
+cdef inline int timeout_to_ms(double timeout) noexcept:
+    """Seconds to epoll milliseconds, rounded up so the wait is at least
+    timeout (as selectors.EpollSelector rounds)."""
+    if timeout <= 0:
+        return 0
+    return <int>ceil(timeout * 1e3)
+
+
+cdef run_handle(object handle):
+    """Handle._run(), without its Python frame, for asyncio's own Handle
+    and TimerHandle; any other handle type runs its own _run()."""
+    cdef type t = type(handle)
+    if t is not Handle and t is not TimerHandle:
+        handle._run()
+        return
+    callback = handle._callback
+    args = handle._args
+    try:
+        handle._context.run(callback, *args)
+    except (SystemExit, KeyboardInterrupt):
+        raise
+    except BaseException as exc:
+        cb = format_helpers._format_callback_source(callback, args)
+        context = {
+            'message': f'Exception in callback {cb}',
+            'exception': exc,
+            'handle': handle,
+        }
+        if handle._source_traceback:
+            context['source_traceback'] = handle._source_traceback
+        handle._loop.call_exception_handler(context)
+
+
+cdef run_once(object loop, _Dispatch dispatch):
+    """One iteration of the loop: BaseEventLoop._run_once, compiled.
+
+    loop._scheduled is a heap of (when, sequence, TimerHandle) entries:
+    tuples compare in C (asyncio's TimerHandle.__lt__ is Python), and the
+    sequence number makes timers with equal deadlines run in the order
+    they were scheduled."""
+    cdef list scheduled = loop._scheduled
+    cdef Py_ssize_t sched_count = len(scheduled)
+    cdef Py_ssize_t ntodo, i
+    cdef double timeout, end_time, t0, dt
+    cdef int timeout_ms
+    cdef bint debug
+    ready = dispatch.ready
+
+    if (sched_count > MIN_SCHEDULED_TIMER_HANDLES and
+            loop._timer_cancelled_count / <double>sched_count >
+            MIN_CANCELLED_TIMER_HANDLES_FRACTION):
+        # Remove delayed calls that were cancelled if their number is too high.
+        new_scheduled = []
+        for entry in scheduled:
+            handle = (<tuple>entry)[2]
+            if handle._cancelled:
+                handle._scheduled = False
+            else:
+                new_scheduled.append(entry)
+        heapify(new_scheduled)
+        loop._scheduled = scheduled = new_scheduled
+        loop._timer_cancelled_count = 0
+    else:
+        # Remove delayed calls that were cancelled from the head of the heap.
+        while scheduled and (<tuple>scheduled[0])[2]._cancelled:
+            loop._timer_cancelled_count -= 1
+            handle = (<tuple>heappop(scheduled))[2]
+            handle._scheduled = False
+
+    if ready or loop._stopping:
+        timeout_ms = 0
+    elif scheduled:
+        timeout = <double>(<tuple>scheduled[0])[0] - <double>loop.time()
+        if timeout > MAXIMUM_SELECT_TIMEOUT:
+            timeout = MAXIMUM_SELECT_TIMEOUT
+        timeout_ms = timeout_to_ms(timeout)
+    else:
+        timeout_ms = -1
+
+    dispatch.poll_and_queue(timeout_ms)
+
+    # Timers that are due.
+    if scheduled:
+        end_time = loop.time() + loop._clock_resolution
+        while scheduled:
+            if (<tuple>scheduled[0])[0] >= end_time:
+                break
+            handle = (<tuple>heappop(scheduled))[2]
+            handle._scheduled = False
+            ready.append(handle)
+
+    # Run what is ready now; callbacks scheduled by these run next time,
+    # after another poll.
+    ntodo = len(ready)
+    popleft = ready.popleft
+    debug = loop._debug
+    for i in range(ntodo):
+        handle = popleft()
+        if handle._cancelled:
+            continue
+        if debug:
+            try:
+                loop._current_handle = handle
+                t0 = monotonic()
+                run_handle(handle)
+                dt = monotonic() - t0
+                if dt >= loop.slow_callback_duration:
+                    logger.warning('Executing %s took %.3f seconds',
+                                   format_handle(handle), dt)
+            finally:
+                loop._current_handle = None
+        else:
+            run_handle(handle)
+    handle = None  # Needed to break cycles when an exception occurs.
+
+
+cdef unsigned long long timer_sequence = 0
+
+
+cdef object new_handle(callback, tuple args, loop, context):
+    """events.Handle(callback, args, loop, context) outside debug mode,
+    without running its Python __init__."""
+    cdef object handle = Handle.__new__(Handle)
+    if context is None:
+        context = copy_context()
+    handle._context = context
+    handle._loop = loop
+    handle._callback = callback
+    handle._args = args
+    handle._cancelled = False
+    handle._repr = None
+    handle._source_traceback = None
+    return handle
+
+
+cdef object new_timer_handle(when, callback, tuple args, loop, context):
+    """events.TimerHandle(...) outside debug mode, likewise."""
+    cdef object handle = TimerHandle.__new__(TimerHandle)
+    if context is None:
+        context = copy_context()
+    handle._context = context
+    handle._loop = loop
+    handle._callback = callback
+    handle._args = args
+    handle._cancelled = False
+    handle._repr = None
+    handle._source_traceback = None
+    handle._when = when
+    handle._scheduled = False
+    return handle
+
+
+try:
+    from ssl import SSLSocket
+except ImportError:  # Python built without ssl
+    SSLSocket = None
+from functools import partial
+
+
+cdef inline check_not_ssl_socket(sock):
+    """base_events._check_ssl_socket()."""
+    if SSLSocket is not None and isinstance(sock, SSLSocket):
+        raise TypeError("Socket cannot be of type SSLSocket")
+
+
+cdef object base_call_soon = base_events.BaseEventLoop.call_soon
+cdef object base__call_soon = base_events.BaseEventLoop._call_soon
+cdef object base_remove_reader = selector_events.BaseSelectorEventLoop._remove_reader
+
+
+cdef release_parked_reader(loop, int fd, handle):
+    """Remove the reader parked for fd, if it is still the registered one."""
+    key = loop._selector._fd_to_key.get(fd)
+    if key is not None and key.data[0] is handle:
+        base_remove_reader(loop, fd)
+
+
+cdef release_parked_readers(loop):
+    cdef dict parked = loop._wfc_parked_readers
+    while parked:
+        fd, handle = parked.popitem()
+        release_parked_reader(loop, fd, handle)
+
+
+cdef take_parked_reader(loop, int fd, sock):
+    """The reader parked for fd, for a new sock_recv on the same socket
+    object to reuse as is (it stays registered; the caller points it at
+    its own future), or None.  A parked reader of another socket that got
+    the same fd number is released."""
+    cdef dict parked = loop._wfc_parked_readers
+    if not parked:
+        return None
+    handle = parked.pop(fd, None)
+    if handle is None:
+        return None
+    key = loop._selector._fd_to_key.get(fd)
+    if (handle._args[1] is sock and key is not None
+            and key.data[0] is handle and not handle._cancelled):
+        return handle
+    release_parked_reader(loop, fd, handle)
+    return None
+
+
+cdef unpark_reader(loop, fd, sock):
+    """Before a change of fd's registration: let sock_* on the same socket
+    take over the parked reader (sock not None), else release it."""
+    cdef dict parked = loop._wfc_parked_readers
+    if type(fd) is not int:
+        try:
+            fd = selectors._fileobj_to_fd(fd)
+        except ValueError:
+            return  # asyncio's own method reports the bad fd
+    handle = parked.pop(fd, None)
+    if handle is None:
+        return
+    if sock is not None and handle._args[1] is sock and sock.fileno() == fd:
+        return  # taken over: the caller's _add_reader swaps the handle
+    release_parked_reader(loop, fd, handle)
+
+
+class BaseLoop(asyncio.SelectorEventLoop):
+    """asyncio's selector event loop with the compiled run-once and socket
+    transport; ``selector`` must be a wfcloop EventPollSelector.
+    wfcloop.Loop is the class users make."""
+
+    def __init__(self, selector):
+        # fd -> the finished sock_* reader handle still registered for it
+        # (see _sock_read_done); before asyncio's __init__ adds its first
+        # reader.
+        self._wfc_parked_readers = {}
+        # True while a wake-up byte written by call_soon_threadsafe is unread.
+        self._wfc_wakeup_pending = False
+        super().__init__(selector)
+        self._wfc_dispatch = _Dispatch(self, selector)
+
+    def _run_once(self):
+        if self._wfc_parked_readers:
+            release_parked_readers(self)
+        run_once(self, <_Dispatch>self._wfc_dispatch)
+
+    # Scheduling callbacks: asyncio's checks, messages and Handle objects,
+    # built without running Handle's Python __init__ (debug mode, which
+    # records where a handle was made, takes asyncio's own path).
+
+    def call_soon(self, callback, *args, context=None):
+        """Arrange for callback(*args) to be called soon, in FIFO order."""
+        if self._closed:
+            raise RuntimeError('Event loop is closed')
+        if self._debug:
+            return base_call_soon(self, callback, *args, context=context)
+        handle = new_handle(callback, args, self, context)
+        self._ready.append(handle)
+        return handle
+
+    def _call_soon(self, callback, args, context):
+        if self._debug:
+            return base__call_soon(self, callback, args, context)
+        handle = new_handle(callback, args, self, context)
+        self._ready.append(handle)
+        return handle
+
+    def call_soon_threadsafe(self, callback, *args, context=None):
+        """Like call_soon(), but thread-safe.
+
+        The self-pipe gets one byte per batch, not one per call: a byte is
+        written only when the flag says no earlier one is pending.  The
+        loop clears the flag after draining the pipe, so a caller that
+        skips the write either left a byte unread (the loop wakes up) or
+        ran while the loop was between drain and clear: awake, and about
+        to look at the ready queue, where the handle already is.  (Clearing
+        before the drain would lose a wake-up: the drain may consume a byte
+        written after the clear, leaving the flag set and no byte.)"""
+        if self._closed:
+            raise RuntimeError('Event loop is closed')
+        if self._debug:
+            self._check_callback(callback, 'call_soon_threadsafe')
+            # Compiled methods have no frame: the handle's traceback already
+            # ends at the caller (asyncio drops its own frames from it).
+            handle = base__call_soon(self, callback, args, context)
+        else:
+            handle = new_handle(callback, args, self, context)
+            self._ready.append(handle)
+        if not self._wfc_wakeup_pending:
+            self._wfc_wakeup_pending = True
+            self._write_to_self()
+        return handle
+
+    def _read_from_self(self):
+        selector_events.BaseSelectorEventLoop._read_from_self(self)
+        self._wfc_wakeup_pending = False
+
+    def call_later(self, delay, callback, *args, context=None):
+        """Arrange for callback(*args) to be called after delay seconds."""
+        if delay is None:
+            raise TypeError('delay must not be None')
+        return self.call_at(self.time() + delay, callback, *args,
+                            context=context)
+
+    def call_at(self, when, callback, *args, context=None):
+        """Like call_later(), but with an absolute time on the loop's clock.
+        Timers with equal deadlines run in the order they were scheduled."""
+        global timer_sequence
+        if when is None:
+            raise TypeError("when cannot be None")
+        if self._closed:
+            raise RuntimeError('Event loop is closed')
+        if self._debug:
+            self._check_thread()
+            self._check_callback(callback, 'call_at')
+            timer = TimerHandle(when, callback, args, self, context)
+        else:
+            timer = new_timer_handle(when, callback, args, self, context)
+        timer_sequence += 1
+        heappush(self._scheduled, (when, timer_sequence, timer))
+        timer._scheduled = True
+        return timer
+
+    def create_future(self):
+        """Create a Future object attached to the loop."""
+        return Future(loop=self)
+
+    def time(self):
+        """The loop's clock: time.monotonic()."""
+        return monotonic()
+
+    # sock_recv, sock_recv_into, sock_recvfrom(_into) and sock_accept wait
+    # for readability with a reader registered for that one call; asyncio
+    # removes it when the call's future is done, and a socket read in a
+    # loop registers it again right away: an epoll_ctl ADD and DEL per
+    # wait.  wfcloop parks the finished reader instead.  A parked reader
+    # is released (really removed) before the next poll, so it never sees
+    # an event, or taken over by the next sock_* wait on the same socket
+    # object with the same fd, which then only swaps the handle.  Any
+    # other add or removal on a parked fd releases it first, so what the
+    # selector holds is always what asyncio's would hold.
+
+    def _sock_read_done(self, fd, fut, handle=None):
+        if handle is None or self._debug or len(handle._args) < 2:
+            return selector_events.BaseSelectorEventLoop._sock_read_done(
+                self, fd, fut, handle)
+        if not handle.cancelled():
+            self._wfc_parked_readers[fd] = handle
+
+    def _add_reader(self, fd, callback, *args):
+        if self._wfc_parked_readers:
+            unpark_reader(self, fd, args[1] if len(args) >= 2 else None)
+        return selector_events.BaseSelectorEventLoop._add_reader(
+            self, fd, callback, *args)
+
+    def _remove_reader(self, fd):
+        if self._wfc_parked_readers:
+            unpark_reader(self, fd, None)
+        return selector_events.BaseSelectorEventLoop._remove_reader(self, fd)
+
+    def _add_writer(self, fd, callback, *args):
+        if self._wfc_parked_readers:
+            unpark_reader(self, fd, None)
+        return selector_events.BaseSelectorEventLoop._add_writer(
+            self, fd, callback, *args)
+
+    def _remove_writer(self, fd):
+        if self._wfc_parked_readers:
+            unpark_reader(self, fd, None)
+        return selector_events.BaseSelectorEventLoop._remove_writer(self, fd)
+
+    def close(self):
+        self._wfc_parked_readers.clear()
+        super().close()
+
+    # sock_recv, sock_recv_into and sock_sendall: asyncio's contract and
+    # code path (try the syscall first, else wait for readiness with a
+    # reader or writer), compiled.
+
+    async def sock_recv(self, sock, n):
+        """Receive up to n bytes from the non-blocking socket sock."""
+        check_not_ssl_socket(sock)
+        if self._debug and sock.gettimeout() != 0:
+            raise ValueError("the socket must be non-blocking")
+        try:
+            return sock.recv(n)
+        except (BlockingIOError, InterruptedError):
+            pass
+        fut = self.create_future()
+        fd = sock.fileno()
+        self._ensure_fd_no_transport(fd)
+        handle = take_parked_reader(self, fd, sock)
+        if handle is not None:
+            handle._callback = self._sock_recv
+            handle._args = (fut, sock, n)
+        else:
+            handle = self._add_reader(fd, self._sock_recv, fut, sock, n)
+        fut.add_done_callback(partial(self._sock_read_done, fd, handle=handle))
+        return await fut
+
+    async def sock_recv_into(self, sock, buf):
+        """Receive into the writable buffer buf; return the byte count."""
+        check_not_ssl_socket(sock)
+        if self._debug and sock.gettimeout() != 0:
+            raise ValueError("the socket must be non-blocking")
+        try:
+            return sock.recv_into(buf)
+        except (BlockingIOError, InterruptedError):
+            pass
+        fut = self.create_future()
+        fd = sock.fileno()
+        self._ensure_fd_no_transport(fd)
+        handle = take_parked_reader(self, fd, sock)
+        if handle is not None:
+            handle._callback = self._sock_recv_into
+            handle._args = (fut, sock, buf)
+        else:
+            handle = self._add_reader(fd, self._sock_recv_into, fut, sock, buf)
+        fut.add_done_callback(partial(self._sock_read_done, fd, handle=handle))
+        return await fut
+
+    def _sock_recv(self, fut, sock, n):
+        if fut.done():
+            return
+        try:
+            data = sock.recv(n)
+        except (BlockingIOError, InterruptedError):
+            return  # try again next time
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            fut.set_exception(exc)
+        else:
+            fut.set_result(data)
+
+    def _sock_recv_into(self, fut, sock, buf):
+        if fut.done():
+            return
+        try:
+            nbytes = sock.recv_into(buf)
+        except (BlockingIOError, InterruptedError):
+            return  # try again next time
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            fut.set_exception(exc)
+        else:
+            fut.set_result(nbytes)
+
+    async def sock_sendall(self, sock, data):
+        """Send all of data to the connected socket sock."""
+        check_not_ssl_socket(sock)
+        if self._debug and sock.gettimeout() != 0:
+            raise ValueError("the socket must be non-blocking")
+        try:
+            n = sock.send(data)
+        except (BlockingIOError, InterruptedError):
+            n = 0
+        if n == len(data):
+            return
+        fut = self.create_future()
+        fd = sock.fileno()
+        self._ensure_fd_no_transport(fd)
+        # asyncio's trick: a list in the closure holds the position.
+        handle = self._add_writer(fd, self._sock_sendall, fut, sock,
+                                  memoryview(data), [n])
+        fut.add_done_callback(partial(self._sock_write_done, fd, handle=handle))
+        return await fut
+
+    def _make_socket_transport(self, sock, protocol, waiter=None, *,
+                               extra=None, server=None):
+        return SocketTransport(self, sock, protocol, waiter, extra, server)
+
+
+cdef object super_write = selector_events._SelectorSocketTransport.write
+cdef bint write_buffer_is_bytearray = sys.version_info < (3, 12)
+
+
+class SocketTransport(selector_events._SelectorSocketTransport):
+    """asyncio's socket transport with its per-event paths in C: reads into
+    the reused buffer, and writes straight to the socket while nothing is
+    buffered.  Everything else (flow control, EOF, close, sendfile, TLS
+    upgrade) is asyncio's."""
+
+    def _read_ready(self):
+        self._read_ready_cb()
+
+    def _read_ready__data_received(self):
+        cdef ssize_t n
+        cdef int fd
+        if self._conn_lost:
+            return
+        fd = self._sock_fd
+        n = c_recv(fd, read_buffer, READ_BUFFER_SIZE, 0)
+        if n < 0:
+            if errno == EAGAIN or errno == EINTR:
+                return
+            try:
+                PyErr_SetFromErrno(OSError)
+            except OSError as exc:
+                self._fatal_error(exc, 'Fatal read error on socket transport')
+            return
+        if n == 0:
+            self._read_ready__on_eof()
+            return
+        data = PyBytes_FromStringAndSize(read_buffer, n)
+        try:
+            self._protocol.data_received(data)
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            self._fatal_error(
+                exc, 'Fatal error: protocol.data_received() call failed.')
+
+    def write(self, data):
+        """Send ``data`` now when nothing is buffered and it all fits in
+        the socket; otherwise asyncio's write() buffers the rest."""
+        cdef ssize_t n
+        if (type(data) is bytes and not self._buffer and not self._eof
+                and self._empty_waiter is None and not self._conn_lost
+                and PyBytes_GET_SIZE(data) > 0):
+            n = c_send(self._sock_fd, PyBytes_AS_STRING(data),
+                       PyBytes_GET_SIZE(data), MSG_NOSIGNAL)
+            if n == PyBytes_GET_SIZE(data):
+                return
+            if n > 0:
+                data = data[n:]
+            # EAGAIN, an error or a partial send: asyncio's write tries
+            # again (and reports the error the way it always does).
+        super_write(self, data)
