@@ -27,10 +27,11 @@ POLLERS = (0, 2)
 TIMEOUT = 20.0
 
 
-def loop_factories():
-    """``{name: factory}``: the stdlib reference first, then wfcloop."""
+def loop_factories(pollers=POLLERS):
+    """``{name: factory}``: the stdlib reference first, then wfcloop with
+    each poller count in ``pollers``."""
     factories = {"stdlib": asyncio.SelectorEventLoop}
-    for n in POLLERS:
+    for n in pollers:
         factories[f"wfcloop[{n}]"] = (lambda n=n: wfcloop.new_event_loop(pollers=n))
     return factories
 
@@ -90,13 +91,13 @@ def finish_loop(loop):
     assert not pending, f"{type(loop).__name__}: tasks left pending: {pending}"
 
 
-def on_each(scenario, *, debug=False):
+def on_each(scenario, *, debug=False, pollers=POLLERS):
     """Call ``scenario(loop)`` with a fresh loop of each kind and return
     ``{loop name: result or Raised}``.  The scenario drives the loop itself
     (``run_until_complete``, ``run_forever``...).  Every loop is closed; no
     task may be left pending."""
     results = {}
-    for name, factory in loop_factories().items():
+    for name, factory in loop_factories(pollers).items():
         loop = factory()
         try:
             if debug:
@@ -108,12 +109,12 @@ def on_each(scenario, *, debug=False):
     return results
 
 
-def run_on_each(scenario, *args, debug=False, timeout=TIMEOUT):
+def run_on_each(scenario, *args, debug=False, timeout=TIMEOUT, pollers=POLLERS):
     """Run coroutine function ``scenario(*args)`` to completion on each loop
     and return ``{loop name: result or Raised}``."""
     def drive(loop):
         return loop.run_until_complete(asyncio.wait_for(scenario(*args), timeout))
-    return on_each(drive, debug=debug)
+    return on_each(drive, debug=debug, pollers=pollers)
 
 
 def assert_all(results, expected):
