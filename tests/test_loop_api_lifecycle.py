@@ -138,14 +138,12 @@ def test_shutdown_asyncgens_finalizes_open_generators(no_leaks):
 
         gens = loop.run_until_complete(start())
         loop.run_until_complete(loop.shutdown_asyncgens())
-        log.append(sorted(x for x in log if isinstance(x, tuple)))
-        # After shutdown, iterating a new async generator warns; asyncio
-        # closes it rather than tracking it.
         del gens
-        return log
+        # The loop keeps its async generators in a WeakSet: the order in
+        # which they are finalized is not defined.
+        return log[:2], sorted(log[2:])
 
-    assert_all(on_each(scenario), [1, 1, ("finalized", "a"), ("finalized", "b"),
-                                   [("finalized", "a"), ("finalized", "b")]])
+    assert_all(on_each(scenario), ([1, 1], [("finalized", "a"), ("finalized", "b")]))
 
 
 def test_shutdown_default_executor(no_leaks):
