@@ -81,10 +81,14 @@ def on_every_loop(action):
                 outcomes[name] = ("ok", action(loop))
             except Exception as exc:
                 outcomes[name] = ("raised",) + kind(exc)
-            for task in asyncio.all_tasks(loop):
-                task.cancel()
-            loop.run_until_complete(asyncio.sleep(0))
-            assert usable(loop), name
+            try:
+                for task in asyncio.all_tasks(loop):
+                    task.cancel()
+                loop.run_until_complete(asyncio.sleep(0))
+                still_usable = usable(loop)
+            except Exception as exc:
+                still_usable = kind(exc)
+            outcomes[name] += (("usable", still_usable),)
         finally:
             loop.close()
     return outcomes
@@ -94,6 +98,15 @@ def assert_same(outcomes, value):
     want = outcomes["stdlib"]
     for name, got in outcomes.items():
         assert got == want, f"{name}: {got} != stdlib's {want} for {value!r}"
+    # The loop stays usable after any real number (NaN, infinities and
+    # huge ones included).  It does not, on the stdlib loop either, after
+    # a timer whose delay is a non-real number asyncio accepts unchecked
+    # outside debug mode (a complex, say: even cancelled, the handle stays
+    # in the timer heap and breaks its comparisons); wfcloop behaves as the
+    # stdlib there (the equality above).
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        for name, got in outcomes.items():
+            assert got[-1] == ("usable", True), f"{name} unusable after {value!r}: {got}"
 
 
 def first_step(loop, coro):
@@ -115,11 +128,14 @@ def noop(*args):
 @given(delay=delays)
 def test_call_later_and_call_at(delay):
     def action(loop):
-        handles = [loop.call_later(delay, noop)]
-        handles.append(loop.call_at(delay, noop))
-        for h in handles:
-            h.cancel()
-        return "scheduled"
+        results = []
+        for schedule in (loop.call_later, loop.call_at):
+            try:
+                schedule(delay, noop).cancel()
+                results.append("scheduled")
+            except Exception as exc:
+                results.append(kind(exc))
+        return results
     assert_same(on_every_loop(action), delay)
 
 
@@ -182,7 +198,7 @@ def test_selector_select_timeouts(timeout):
                     outcomes[name] = [(k.fd, ev) for k, ev in sel.select(timeout)]
                 except Exception as exc:
                     outcomes[name] = kind(exc)
-    assert_same(outcomes, timeout)
+    assert outcomes["pollers=0"] == outcomes["pollers=2"] == outcomes["stdlib"], timeout
 
 
 @property_settings
