@@ -20,8 +20,9 @@ Allowed differences, exactly those the README documents:
 poll(0) with pollers > 0 uses EventPoll's default snapshot mode (it settles
 the pollers' in-flight events first), which is what makes a timeout-0 poll
 comparable with the kernel's -- except for the deviation found by this
-test (HARVEST_TIME_EVENTS below), for which the pollers=2 variant is an
-expected failure until EventPoll re-evaluates readiness at delivery.
+test (HARVEST_TIME_EVENTS below): until EventPoll re-evaluates readiness
+at delivery, the random sequences run with pollers=0 only, and a strict
+expected failure shows the deviation with pollers=2.
 Short form: 150 sequences per pollers value;
 WFCLOOP_STRESS=long: 2,000.
 """
@@ -237,9 +238,11 @@ HARVEST_TIME_EVENTS = (
     "kernel re-evaluates readiness at delivery.  Not a documented deviation.")
 
 
-@pytest.mark.parametrize("pollers", [
-    0, pytest.param(2, marks=pytest.mark.xfail(strict=True, reason=HARVEST_TIME_EVENTS))],
-    ids=lambda n: f"pollers={n}")
+# pollers=2 is left out until HARVEST_TIME_EVENTS is fixed: whether a
+# sequence shows it depends on when the pollers run, so it cannot be a
+# strict expected failure; the test below shows it deterministically.
+# (Put 2 back here once that test passes.)
+@pytest.mark.parametrize("pollers", [0], ids=lambda n: f"pollers={n}")
 @settings(max_examples=scale(150, 2000), deadline=None, derandomize=True,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(kinds=st.lists(st.sampled_from(KINDS), min_size=SLOTS, max_size=SLOTS),
@@ -266,12 +269,20 @@ def test_a_known_sequence(pollers, no_leaks):
     ])
 
 
+def wait_for_a_harvest(ep):
+    deadline = time.monotonic() + 5
+    while ep.stats()["enqueued"] == 0 and time.monotonic() < deadline:
+        time.sleep(0.001)
+    assert ep.stats()["enqueued"] > 0
+
+
 @pytest.mark.xfail(strict=True, reason=HARVEST_TIME_EVENTS)
 @pytest.mark.parametrize("case", ["gained", "lost"])
 def test_poll_reports_readiness_at_poll_time_with_pollers(case, no_leaks):
-    """The deviation above, on its own: 50 tries (each shows it with a
-    probability of about one half for "gained", nearly one for "lost")."""
-    for _ in range(50):
+    """The deviation above, on its own, made deterministic by waiting until
+    a poller has queued the fd before its readiness changes (any try
+    shows it; 20 tries)."""
+    for _ in range(20):
         fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
         try:
             with EventPoll(pollers=2) as ep, select.epoll() as ref:
@@ -279,13 +290,12 @@ def test_poll_reports_readiness_at_poll_time_with_pollers(case, no_leaks):
                 ep.register(fd, mask)
                 ref.register(fd, mask)
                 if case == "lost":
-                    os.eventfd_write(fd, 1)
-                    deadline = time.monotonic() + 1
-                    while ep.stats()["enqueued"] == 0 and time.monotonic() < deadline:
-                        time.sleep(0.001)
-                    os.eventfd_read(fd)
+                    os.eventfd_write(fd, 1)          # IN, harvested by a poller...
+                wait_for_a_harvest(ep)
+                if case == "lost":
+                    os.eventfd_read(fd)              # ...then no longer true
                 else:
-                    os.eventfd_write(fd, 1)
+                    os.eventfd_write(fd, 1)          # OUT harvested, now IN too
                 assert sorted(ep.poll(0)) == sorted(ref.poll(0))
         finally:
             os.close(fd)
