@@ -231,3 +231,25 @@ async def run_clients(host, port, plans, *, window=64 * 1024, connect_batch=200,
 def split_plan(plan, connections):
     """Deal ``plan``'s messages round-robin over ``connections`` plans."""
     return [plan[i::connections] for i in range(connections)]
+
+
+def client_summary(clients):
+    """What check_echo needs from the clients, as plain data."""
+    return [{"completed": c.completed, "planned": len(c.plan), "corrupt": c.corrupt,
+             "extra": c.extra, "lost_calls": c.lost_calls, "exc": repr(c.exc)}
+            for c in clients]
+
+
+if __name__ == "__main__":
+    # Client side in a process of its own (when one process may not hold
+    # both ends' fds): python _echo.py PORT CONNECTIONS MESSAGES SEED POLLERS
+    import json
+    import sys
+
+    import wfcloop
+
+    port, connections, messages, seed, pollers = map(int, sys.argv[1:6])
+    ensure_nofile(connections + 200)
+    plans = split_plan(message_plan(random.Random(seed), messages), connections)
+    clients = wfcloop.run(run_clients("127.0.0.1", port, plans), pollers=pollers)
+    print(json.dumps(client_summary(clients)))
