@@ -5,6 +5,7 @@ hands it the wait-free ready list.  Registration bookkeeping (keys, the
 fd -> key map, argument checks) is the standard library's.
 """
 import math
+import os
 import select
 import selectors
 
@@ -25,6 +26,7 @@ class EventPollSelector(selectors._PollLikeSelector):
     def __init__(self, *, pollers=None):
         selectors._BaseSelectorImpl.__init__(self)
         self._selector = EventPoll(pollers=pollers)
+        self._pid = os.getpid()
         # An event loop calls select() again right away, so a poll() may
         # return part of what is ready without settling first.
         self._selector._set_snapshot(False)
@@ -67,6 +69,16 @@ class EventPollSelector(selectors._PollLikeSelector):
                 events |= selectors.EVENT_READ
             ready.append((key, events & key.events))
         return ready
+
+    def unregister(self, fileobj):
+        # In a child forked from the process that made this selector, the
+        # EventPoll refuses use (RuntimeError) and its kernel instance is
+        # the parent's: forget the key without touching the kernel, so that
+        # loop.close() in the child works, as with the stdlib's selectors
+        # (which would even remove the parent's registration).
+        if os.getpid() != self._pid:
+            return selectors._BaseSelectorImpl.unregister(self, fileobj)
+        return super().unregister(fileobj)
 
     def close(self):
         self._selector.close()

@@ -2,6 +2,8 @@
 install and run.
 """
 import asyncio
+import logging
+import os
 import sys
 import warnings
 
@@ -27,6 +29,44 @@ class Loop(BaseLoop):
     def pollers(self):
         """Number of poller threads of this loop (0: inline mode)."""
         return self._selector.pollers
+
+    # ---- unix server socket cleanup (Python < 3.13 only) ---------------
+    # Python 3.13's loop removes a unix server's socket file when the
+    # server closes (``cleanup_socket=True``, the default); 3.11 and 3.12
+    # leave it behind.  Same rule as 3.13: unlink the path on close only if
+    # it still is the socket this server bound (same inode), so a server
+    # that replaced it keeps its file.  Unlike 3.13, only a file the loop
+    # made itself (``path=``) is removed, never that of a ``sock=`` the
+    # caller bound (CPython 3.11's own tests unlink that one themselves).
+    if sys.version_info < (3, 13):
+        async def create_unix_server(self, protocol_factory, path=None, *,
+                                     cleanup_socket=True, **kwargs):
+            server = await super().create_unix_server(protocol_factory, path, **kwargs)
+            if cleanup_socket and path is not None:
+                for sock in server._sockets or ():
+                    name = sock.getsockname()
+                    if not name or name[0] in (0, "\x00"):   # unnamed or abstract
+                        continue
+                    try:
+                        inodes = self.__dict__.setdefault("_wfc_unix_server_inodes", {})
+                        inodes[sock] = os.stat(name).st_ino
+                    except FileNotFoundError:
+                        pass
+            return server
+
+        def _stop_serving(self, sock):
+            inode = self.__dict__.get("_wfc_unix_server_inodes", {}).pop(sock, None)
+            path = sock.getsockname() if inode is not None else None
+            super()._stop_serving(sock)
+            if path is not None:
+                try:
+                    if os.stat(path).st_ino == inode:
+                        os.unlink(path)
+                except FileNotFoundError:
+                    pass
+                except OSError as err:
+                    logging.getLogger("asyncio").error(
+                        "Unable to clean up listening UNIX socket %r: %r", path, err)
 
 
 def new_event_loop(*, pollers=None):
