@@ -6,7 +6,9 @@
  * connection sends one message of --size bytes, waits for the whole echo,
  * records the round trip's latency, and sends the next one.  After --warmup
  * seconds the counters are reset; the following --duration seconds are the
- * measured window.
+ * measured window.  Before the warm-up, every connection makes one round trip
+ * (the ready pass, --ready-timeout), so that all N are accepted and served
+ * before anything is timed.
  *
  * Checks: the echo must be exactly as long as the message (a connection
  * reads at most what it is still owed, so extra bytes shift the next echo
@@ -258,6 +260,9 @@ static void *worker_main(void *arg)
     uint64_t t = now_ns();
     for (int i = 0; i < w->nconns; i++) {
         struct conn *c = &w->conns[i];
+        if (!c->alive)
+            continue;
+        c->want_out = 0;
         struct epoll_event ev = { .events = EPOLLIN, .data.ptr = c };
         if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, c->fd, &ev) < 0) {
             fail_conn(w, c, "epoll_ctl", errno);
@@ -269,16 +274,11 @@ static void *worker_main(void *arg)
     }
     while (remaining > 0 && !stop_flag) {
         uint64_t t0 = now_ns();
-        int timeout;
-        if (w->max_requests) {
+        if (t0 >= t_end)
+            break;
+        int timeout = (int)((t_end - t0 + 999999) / 1000000);
+        if (timeout > 100)
             timeout = 100;
-        } else {
-            if (t0 >= t_end)
-                break;
-            timeout = (int)((t_end - t0 + 999999) / 1000000);
-            if (timeout > 100)
-                timeout = 100;
-        }
         int n = epoll_wait(w->epfd, evs, 256, timeout);
         if (n < 0) {
             if (errno == EINTR)
@@ -308,6 +308,23 @@ static void *worker_main(void *arg)
     free(buf);
     free(evs);
     return NULL;
+}
+
+/* Start one worker thread per slice; with quota (1 round trip per
+ * connection) wait for them, else leave them running for the caller. */
+static int run_workers(struct worker *ws, long nthreads, int quota)
+{
+    for (long t = 0; t < nthreads; t++) {
+        ws[t].max_requests = quota ? 1 : 0;
+        if (pthread_create(&ws[t].tid, NULL, worker_main, &ws[t]) != 0) {
+            fprintf(stderr, "load_client: pthread_create failed\n");
+            return -1;
+        }
+    }
+    if (quota)
+        for (long t = 0; t < nthreads; t++)
+            pthread_join(ws[t].tid, NULL);
+    return 0;
 }
 
 static int resolve_and_connect(const char *host, const char *port,
@@ -393,6 +410,8 @@ static void usage(FILE *f)
 "  -w, --warmup S        warm-up seconds, not measured (default 0.5)\n"
 "  -t, --threads T       client threads, each with its own epoll (default 1)\n"
 "  --connect-timeout S   per connection (default 5)\n"
+"  --ready-timeout S     before the warm-up every connection makes one round\n"
+"                   trip; a connection without its echo by then fails (default 30)\n"
 "  --marks          print \"mark start\" and \"mark end\" lines on stderr when\n"
 "                   the measured window starts and ends (for CPU sampling)\n"
 "  --hold           connect, one round trip each, print {\"held\": N}, keep the\n"
@@ -413,7 +432,7 @@ int main(int argc, char **argv)
 {
     const char *host = "127.0.0.1", *port = "8888", *unix_path = NULL;
     long nconns = 10, nthreads = 1;
-    double duration = 2.0, warmup = 0.5, connect_timeout = 5.0;
+    double duration = 2.0, warmup = 0.5, connect_timeout = 5.0, ready_timeout = 30.0;
     int hold = 0, marks = 0;
     static const struct option opts[] = {
         {"host", required_argument, NULL, 'H'},
@@ -427,6 +446,7 @@ int main(int argc, char **argv)
         {"connect-timeout", required_argument, NULL, 'C'},
         {"hold", no_argument, NULL, 'h'},
         {"marks", no_argument, NULL, 'm'},
+        {"ready-timeout", required_argument, NULL, 'R'},
         {"help", no_argument, NULL, 'x'},
         {NULL, 0, NULL, 0},
     };
@@ -450,6 +470,7 @@ int main(int argc, char **argv)
         case 'C': connect_timeout = strtod(optarg, &end); if (*end || connect_timeout <= 0) goto bad; break;
         case 'h': hold = 1; break;
         case 'm': marks = 1; break;
+        case 'R': ready_timeout = strtod(optarg, &end); if (*end || ready_timeout <= 0) goto bad; break;
         case 'x':
             usage(stdout);
             return 0;
@@ -503,7 +524,6 @@ int main(int argc, char **argv)
         for (long i = t; i < nconns; i += nthreads)
             sorted[k++] = conns[i];
         ws[t].nconns = (int)(&sorted[k] - ws[t].conns);
-        ws[t].max_requests = hold ? 1 : 0;
         ws[t].epfd = epoll_create1(EPOLL_CLOEXEC);
         if (ws[t].epfd < 0) {
             fprintf(stderr, "load_client: epoll_create1: %s\n", strerror(errno));
@@ -512,22 +532,47 @@ int main(int argc, char **argv)
     }
     free(conns);
 
+    /* ready pass: one round trip on every connection, so that the server
+     * has accepted and served all of them before the warm-up starts (a full
+     * accept backlog can delay a connection by a SYN retransmit, 1 s) */
     uint64_t t0 = now_ns();
-    if (hold) {
-        t_measure_start = 0;
+    t_measure_start = 0;
+    t_end = t0 + (uint64_t)((ready_timeout > 0 ? ready_timeout : 1e6) * 1e9);
+    if (run_workers(ws, nthreads, 1) < 0)
+        return 1;
+    double ready_s = (double)(now_ns() - t0) / 1e9;
+    long not_ready = 0;
+    for (long t = 0; t < nthreads; t++) {
+        for (int i = 0; i < ws[t].nconns; i++) {
+            struct conn *c = &ws[t].conns[i];
+            if (c->alive && c->done == 0) {
+                not_ready++;
+                fail_conn(&ws[t], c, "no echo within --ready-timeout", 0);
+            }
+            c->done = 0;
+        }
+        ws[t].requests = ws[t].lat_sum_ns = ws[t].lat_max_ns = 0;
+        memset(ws[t].hist, 0, sizeof ws[t].hist);
+    }
+    if (not_ready)
+        fprintf(stderr, "load_client: %ld connection(s) got no echo within %.1f s\n",
+                not_ready, ready_timeout);
+    long ready = 0;
+    for (long t = 0; t < nthreads; t++)
+        for (int i = 0; i < ws[t].nconns; i++)
+            ready += ws[t].conns[i].alive;
+    int timed = !hold && ready > 0;   /* no live connection: report and stop */
+    if (!timed) {
         t_end = UINT64_MAX;
     } else {
+        t0 = now_ns();
         t_measure_start = t0 + (uint64_t)(warmup * 1e9);
         t_end = t_measure_start + (uint64_t)(duration * 1e9);
-    }
-    for (long t = 0; t < nthreads; t++) {
-        if (pthread_create(&ws[t].tid, NULL, worker_main, &ws[t]) != 0) {
-            fprintf(stderr, "load_client: pthread_create failed\n");
+        if (run_workers(ws, nthreads, 0) < 0)
             return 1;
-        }
     }
     double cpu_s = -1.0;   /* this process's CPU time in the measured window */
-    if (!hold) {
+    if (timed) {
         struct rusage r0, r1;
         sleep_until(t_measure_start);
         getrusage(RUSAGE_SELF, &r0);
@@ -543,8 +588,9 @@ int main(int argc, char **argv)
         }
         cpu_s = tv_s(&r1.ru_utime) + tv_s(&r1.ru_stime) - tv_s(&r0.ru_utime) - tv_s(&r0.ru_stime);
     }
-    for (long t = 0; t < nthreads; t++)
-        pthread_join(ws[t].tid, NULL);
+    if (timed)
+        for (long t = 0; t < nthreads; t++)
+            pthread_join(ws[t].tid, NULL);
 
     uint64_t requests = 0, errors = 0, lat_sum = 0, lat_max = 0;
     static uint64_t hist[NBUCKETS];
@@ -596,13 +642,13 @@ int main(int argc, char **argv)
                "\"p50_us\": %.1f, \"p90_us\": %.1f, \"p99_us\": %.1f, \"max_us\": %.1f, "
                "\"mean_us\": %.1f, \"errors\": %llu, \"error\": \"%s\", "
                "\"connections\": %ld, \"threads\": %ld, \"size\": %zu, "
-               "\"conns_alive\": %ld, \"conns_idle\": %ld, \"client_cpu_s\": %.3f, "
+               "\"conns_alive\": %ld, \"conns_idle\": %ld, \"client_cpu_s\": %.3f, \"ready_s\": %.3f, "
                "\"interrupted\": %s}\n",
                (unsigned long long)requests, duration, (double)requests / duration,
                pct[0], pct[1], pct[2], (double)lat_max / 1000.0,
                requests ? (double)lat_sum / (double)requests / 1000.0 : 0.0,
                (unsigned long long)errors, errmsg, nconns, nthreads, msg_size,
-               alive, idle, cpu_s, stop_flag ? "true" : "false");
+               alive, idle, cpu_s, ready_s, stop_flag ? "true" : "false");
         fflush(stdout);
     }
     for (long t = 0; t < nthreads; t++) {
