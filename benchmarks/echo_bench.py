@@ -1,0 +1,926 @@
+#!/usr/bin/env python3
+"""Echo benchmark: wfcloop's echo servers against uvloop, asyncio and a C
+epoll server, driven by a C load client.
+
+Servers (each a fresh subprocess per run, started with --port 0, killed after):
+
+  wfcloop           examples/echo_<mode>.py --loop wfcloop (default pollers:
+                    wfcloop.default_pollers(), inline mode on <= 2 CPUs)
+  wfcloop-pollers   the same with --pollers N (--poller-count, default 2)
+  wfcloop-pK        the same with --pollers K (any K; the pollers table uses them)
+  uvloop            examples/echo_<mode>.py --loop uvloop
+  asyncio           examples/echo_<mode>.py --loop asyncio
+  c-server          benchmarks/c_echo_server.c: one thread, epoll (the limit)
+
+Modes: protocol (asyncio.Protocol), buffered (BufferedProtocol), streams
+(StreamReader/Writer), sock (loop.sock_recv/sock_sendall), and with --http
+the aiohttp example (examples/http_aiohttp.py) under wrk.
+
+Client: benchmarks/load_client.c, N connections ping-ponging messages of
+one size over T threads (--threads, default 1), each with its own epoll;
+req/s, p50/p99 latency, errors.  Both C programs are built with cc -O2 into
+benchmarks/build/ (ignored by git).
+
+Method: a round runs every server once in every cell (mode x size x
+connections), in an order that rotates from round to round; the server's CPU
+time (utime + stime from /proc/PID/stat, all its threads) is sampled at the
+edges of the client's measured window.  A table cell shows the median over
+rounds; a ratio (xuvloop, xasyncio, target checks) is the median of the
+per-round ratios of the two servers in the same round and cell, so slow
+drifts of the machine cancel.  Run-to-run spread on a shared 2-core VM is
+about 20%: use --rounds 5 or more for figures worth quoting.
+
+    .venv/bin/python benchmarks/echo_bench.py              # ~1 min: protocol,
+                                                           # streams, sock; 1 KiB, 100 conns
+    .venv/bin/python benchmarks/echo_bench.py --full       # the whole matrix + pollers table
+    .venv/bin/python benchmarks/echo_bench.py --modes protocol --sizes 1024,10240 \\
+        --conns 10,100 --rounds 5 --duration 3 --json out.json --png out.png
+    .venv/bin/python benchmarks/echo_bench.py --http       # adds the aiohttp row (needs wrk)
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import importlib.util
+import json
+import os
+import platform
+import queue
+import random
+import re
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH_DIR = ROOT / "benchmarks"
+BUILD_DIR = BENCH_DIR / "build"
+OUT_DIR = BENCH_DIR / "out"
+EXAMPLES = ROOT / "examples"
+RESULTS_MD = BENCH_DIR / "RESULTS.md"
+CLIENT = BUILD_DIR / "load_client"
+C_SERVER = BUILD_DIR / "c_echo_server"
+C_PROGRAMS = {
+    CLIENT: (BENCH_DIR / "load_client.c", ["-pthread"]),
+    C_SERVER: (BENCH_DIR / "c_echo_server.c", []),
+}
+CFLAGS = ["-O2", "-Wall", "-Wextra", "-std=gnu11"]
+
+MODES = {
+    "protocol": "echo_protocol.py",
+    "buffered": "echo_buffered.py",
+    "streams": "echo_streams.py",
+    "sock": "echo_sock.py",
+}
+HTTP_APP = EXAMPLES / "http_aiohttp.py"
+DEFAULT_SERVERS = ["wfcloop", "wfcloop-pollers", "uvloop", "asyncio", "c-server"]
+
+PROFILES = {
+    # about a minute on 2 cores: 3 cells x 5 servers x 3 rounds x ~1.4 s
+    "quick": dict(modes="protocol,streams,sock", sizes="1024", conns="100",
+                  rounds=3, duration=1.0, warmup=0.3, pollers_table=False),
+    # the whole matrix: 4 modes x 3 sizes x 3 conns x 5 servers x 5 rounds
+    # x ~2.7 s (about 45 minutes), then the pollers table (about 6 minutes)
+    "full": dict(modes="protocol,buffered,streams,sock", sizes="1024,10240,102400",
+                 conns="10,100,1000", rounds=5, duration=2.0, warmup=0.5,
+                 pollers_table=True),
+}
+POLLERS_TABLE = dict(mode="protocol", size=1024, conns="10,100,1000", pollers="0,1,2,4")
+
+LISTENING = re.compile(r"^listening on (?:\[(?P<v6>[^\]]+)\]|(?P<v4>[\d.]+)):(?P<port>\d+) \((?P<what>[^)]*)\)$")
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+SERVER_START_TIMEOUT = 20.0
+
+# --------------------------------------------------------------------------
+# targets of issue 4 ("The benchmark"); a target is checked on the median of
+# the per-round paired ratios and says met / MISSED, never hidden
+# --------------------------------------------------------------------------
+
+
+def targets_for(cell, server):
+    """[(label, kind, threshold)] for one row: kind is 'uvloop' (paired rps
+    ratio to uvloop), 'c-server' (ratio to the C server) or 'eff' (req per
+    server CPU-second, paired ratio to uvloop's)."""
+    mode, size, conns = cell["mode"], cell["size"], cell["conns"]
+    out = []
+    if server == "wfcloop":
+        if mode in ("protocol", "buffered") and conns in (10, 100):
+            out.append(("xuv", "uvloop", 1.0 if size >= 100 * 1024 else 1.1))
+            out.append(("xC", "c-server", 0.9))
+        elif mode == "streams":
+            out.append(("xuv", "uvloop", 1.3))
+        elif mode == "sock":
+            out.append(("xuv", "uvloop", 2.5))
+        if mode != "http":
+            out.append(("eff", "eff", 1.0))
+    elif server == "wfcloop-pollers" or server.startswith("wfcloop-p"):
+        if conns == 100 and mode != "http":
+            out.append(("xuv", "uvloop", 1.0))
+    return out
+
+
+# --------------------------------------------------------------------------
+# helpers
+# --------------------------------------------------------------------------
+
+def progress(msg):
+    print(msg, file=sys.stderr, flush=True)
+
+
+def build(cc=None, force=False):
+    """Compile the client and the C server when a source is newer."""
+    cc = cc or os.environ.get("CC", "cc")
+    BUILD_DIR.mkdir(parents=True, exist_ok=True)
+    for binary, (src, extra) in C_PROGRAMS.items():
+        if not force and binary.exists() and binary.stat().st_mtime >= src.stat().st_mtime:
+            continue
+        cmd = [cc, *CFLAGS, *extra, str(src), "-o", str(binary)]
+        progress("build: " + " ".join(os.path.relpath(c, ROOT) if c.startswith(str(ROOT)) else c
+                                      for c in cmd))
+        subprocess.run(cmd, check=True)
+
+
+def raise_nofile():
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # inherited by children
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+def proc_cpu(pid):
+    """utime + stime of a process (all its threads), in seconds, or None."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rpartition(")")[2].split()
+        return (int(fields[11]) + int(fields[12])) / CLK_TCK
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def machine_busy():
+    """Busy CPU-seconds of the whole machine (all CPUs), from /proc/stat."""
+    try:
+        with open("/proc/stat") as f:
+            v = [int(x) for x in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    v += [0] * (8 - len(v))
+    user, nice, system, idle, iowait, irq, softirq, steal = v[:8]
+    return (user + nice + system + irq + softirq) / CLK_TCK
+
+
+def module_available(name):
+    return importlib.util.find_spec(name) is not None
+
+
+def module_version(name):
+    try:
+        from importlib.metadata import version
+        return version(name)
+    except Exception:  # noqa: BLE001
+        return None
+
+
+def git_head():
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
+                              capture_output=True, text=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                               cwd=ROOT, capture_output=True, text=True).stdout.strip()
+        return head + (" (uncommitted changes)" if dirty else "")
+    except OSError:
+        return None
+
+
+def machine_info():
+    model = None
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.lower().startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return {
+        "cpu_count": os.cpu_count(),
+        "usable_cpus": len(os.sched_getaffinity(0)),
+        "cpu_model": model or platform.processor() or "unknown",
+        "python": platform.python_version(),
+        "kernel": platform.release(),
+        "wfcloop": module_version("wfcloop"),
+        "uvloop": module_version("uvloop"),
+        "git": git_head(),
+    }
+
+
+def fmt_rate(x):
+    if x is None:
+        return "-"
+    if x >= 1e6:
+        return f"{x / 1e6:.2f} M"
+    if x >= 1e4:
+        return f"{x / 1e3:.1f} k"
+    return f"{x:.0f}"
+
+
+def fmt_us(x):
+    if x is None:
+        return "-"
+    return f"{x / 1000:.2f} ms" if x >= 1000 else f"{x:.0f} µs"
+
+
+def fmt_size(n):
+    return f"{n // 1024} KiB" if n % 1024 == 0 else f"{n} B"
+
+
+def cell_name(cell):
+    if cell["mode"] == "http":
+        return f"http {cell['conns']}c"
+    return f"{cell['mode']} {fmt_size(cell['size'])} {cell['conns']}c"
+
+
+def median(xs):
+    xs = [x for x in xs if x is not None]
+    return statistics.median(xs) if xs else None
+
+
+# --------------------------------------------------------------------------
+# servers
+# --------------------------------------------------------------------------
+
+def server_command(server, mode, a):
+    """argv for a server variant in a mode, or None for an unknown name."""
+    if server == "c-server":
+        return [str(C_SERVER), "--host", a.host, "--port", "0"]
+    script = HTTP_APP if mode == "http" else EXAMPLES / MODES[mode]
+    if mode == "http" and a.http_app:
+        script = Path(a.http_app)
+    base = [sys.executable, str(script), "--host", a.host, "--port", "0"]
+    if server == "wfcloop":
+        return base + ["--loop", "wfcloop"]
+    if server == "wfcloop-pollers":
+        return base + ["--loop", "wfcloop", "--pollers", str(a.poller_count)]
+    m = re.fullmatch(r"wfcloop-p(\d+)", server)
+    if m:
+        return base + ["--loop", "wfcloop", "--pollers", m[1]]
+    if server in ("uvloop", "asyncio"):
+        return base + ["--loop", server]
+    return None
+
+
+class Server:
+    """A server subprocess; start() waits for its "listening on" line."""
+
+    def __init__(self, argv, log_path):
+        self.argv = argv
+        self.log_path = log_path
+        self.proc = None
+        self.port = None
+        self.what = None
+
+    def start(self):
+        self.log = open(self.log_path, "w")
+        self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL,
+                                     stdout=subprocess.PIPE, stderr=self.log,
+                                     text=True, cwd=ROOT)
+        lines = queue.Queue()
+
+        def reader():
+            for line in self.proc.stdout:
+                lines.put(line.rstrip("\n"))
+            lines.put(None)
+        threading.Thread(target=reader, daemon=True).start()
+        deadline = time.monotonic() + SERVER_START_TIMEOUT
+        while True:
+            try:
+                line = lines.get(timeout=max(0.01, deadline - time.monotonic()))
+            except queue.Empty:
+                raise RuntimeError(f"no 'listening on' line within {SERVER_START_TIMEOUT:.0f} s")
+            if line is None:
+                rc = self.proc.wait()
+                raise RuntimeError(f"exited with code {rc} before listening: {self.stderr_tail()}")
+            m = LISTENING.match(line)
+            if m:
+                self.port = int(m["port"])
+                self.what = m["what"]
+                return self
+
+    def stderr_tail(self, n=300):
+        try:
+            self.log.flush()
+            return Path(self.log_path).read_text()[-n:].strip().replace("\n", " | ")
+        except OSError:
+            return ""
+
+    def stop(self):
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+        return self.proc.returncode
+
+
+# --------------------------------------------------------------------------
+# one measurement
+# --------------------------------------------------------------------------
+
+def run_client(server, cell, a):
+    """Run the load client against a started server; returns a result dict
+    with the client's JSON plus server/client CPU over the measured window."""
+    argv = [str(CLIENT), "--host", a.host, "--port", str(server.port),
+            "-c", str(cell["conns"]), "-s", str(cell["size"]),
+            "-d", str(a.duration), "-w", str(a.warmup), "-t", str(a.threads), "--marks"]
+    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    samples = {}
+    errlines = []
+    spid = server.proc.pid
+
+    def read_marks():
+        for line in proc.stderr:
+            line = line.strip()
+            if line in ("mark start", "mark end"):
+                samples[line.split()[1]] = (time.monotonic(), proc_cpu(spid),
+                                            machine_busy())
+            elif line:
+                errlines.append(line)
+    t = threading.Thread(target=read_marks, daemon=True)
+    t.start()
+    # stdout here, stderr (the marks) in the thread; a timer kills a client
+    # that hangs
+    timer = threading.Timer(a.warmup + a.duration + 60 + cell["conns"] / 50, proc.kill)
+    timer.start()
+    try:
+        out = proc.stdout.read()
+        proc.wait()
+    finally:
+        timer.cancel()
+    t.join(5)
+    if proc.returncode == -9:
+        return {"ok": False, "why": "client timed out"}
+    res = {"ok": False, "client_rc": proc.returncode}
+    try:
+        res.update(json.loads(out.strip().splitlines()[-1]))
+    except (IndexError, ValueError):
+        res["why"] = "client failed: " + (" | ".join(errlines)[-300:] or f"exit {proc.returncode}")
+        return res
+    if "start" in samples and "end" in samples:
+        (t0, s0, b0), (t1, s1, b1) = samples["start"], samples["end"]
+        wall = t1 - t0
+        res["window_s"] = round(wall, 4)
+        if s0 is not None and s1 is not None:
+            res["server_cpu_s"] = round(s1 - s0, 3)
+        if b0 is not None and b1 is not None and wall > 0:
+            other = (b1 - b0) - res.get("server_cpu_s", 0) - res.get("client_cpu_s", 0)
+            res["others_cpus"] = round(max(0.0, other / wall), 2)
+    if res.get("server_cpu_s"):
+        res["server_cpu_pct"] = round(100 * res["server_cpu_s"] / a.duration, 1)
+        res["req_per_cpu_s"] = round(res["requests"] / res["server_cpu_s"], 1)
+    if res.get("client_cpu_s", -1) >= 0:
+        res["client_cpu_pct"] = round(100 * res["client_cpu_s"] / a.duration, 1)
+    res["ok"] = res["requests"] > 0 and res.get("conns_alive", 0) > 0
+    if not res["ok"]:
+        res["why"] = res.get("error") or "no replies"
+    return res
+
+
+WRK_LAT = re.compile(r"^\s*(50|90|99)(?:\.0+)?%\s+([\d.]+)(us|ms|s)\s*$")
+
+
+def run_wrk(server, cell, a):
+    """wrk against the HTTP app: warm-up run, then the measured run with
+    server CPU sampled before and after."""
+    url = f"http://{a.host}:{server.port}/"
+    threads = max(1, min(a.threads, cell["conns"]))
+    base = ["wrk", "-t", str(threads), "-c", str(cell["conns"]), "--latency"]
+    if a.warmup > 0:
+        subprocess.run(base + ["-d", f"{max(1, round(a.warmup))}s", url],
+                       capture_output=True, text=True, timeout=a.warmup + 30)
+    secs = max(1, round(a.duration))
+    t0, s0 = time.monotonic(), proc_cpu(server.proc.pid)
+    b0 = machine_busy()
+    p = subprocess.run(base + ["-d", f"{secs}s", url], capture_output=True, text=True,
+                       timeout=secs + 30)
+    t1, s1 = time.monotonic(), proc_cpu(server.proc.pid)
+    b1 = machine_busy()
+    res = {"ok": False, "client_rc": p.returncode, "seconds": secs}
+    m = re.search(r"^Requests/sec:\s+([\d.]+)", p.stdout, re.M)
+    if not m:
+        res["why"] = "wrk failed: " + (p.stderr or p.stdout)[-300:]
+        return res
+    res["rps"] = float(m[1])
+    m = re.search(r"^\s*(\d+) requests in", p.stdout, re.M)
+    res["requests"] = int(m[1]) if m else int(res["rps"] * secs)
+    for line in p.stdout.splitlines():
+        lm = WRK_LAT.match(line)
+        if lm:
+            scale = {"us": 1, "ms": 1e3, "s": 1e6}[lm[3]]
+            res[f"p{lm[1]}_us"] = float(lm[2]) * scale
+    errors = 0
+    m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", p.stdout)
+    if m:
+        errors += sum(int(x) for x in m.groups())
+    m = re.search(r"Non-2xx or 3xx responses: (\d+)", p.stdout)
+    if m:
+        errors += int(m[1])
+    res["errors"] = errors
+    if s0 is not None and s1 is not None and s1 > s0:
+        res["server_cpu_s"] = round(s1 - s0, 3)
+        res["server_cpu_pct"] = round(100 * (s1 - s0) / (t1 - t0), 1)
+        res["req_per_cpu_s"] = round(res["requests"] / (s1 - s0), 1)
+    if b0 is not None and b1 is not None:
+        res["window_s"] = round(t1 - t0, 3)
+    res["ok"] = res["requests"] > 0
+    return res
+
+
+def measure(server_name, cell, a, log_dir):
+    argv = server_command(server_name, cell["mode"], a)
+    log = log_dir / f"{server_name}-{cell['mode']}.stderr"
+    srv = Server(argv, log)
+    res = {"server": server_name, **cell}
+    try:
+        srv.start()
+    except (RuntimeError, OSError) as exc:
+        srv.stop()
+        res.update(ok=False, why=f"server did not start: {exc}")
+        return res
+    res["server_says"] = srv.what
+    try:
+        if cell["mode"] == "http":
+            res.update(run_wrk(srv, cell, a))
+        else:
+            res.update(run_client(srv, cell, a))
+    finally:
+        alive = srv.proc.poll() is None
+        rc = srv.stop()
+        if not alive:
+            res["ok"] = False
+            res["why"] = f"server died (exit {rc}): {srv.stderr_tail()}"
+    return res
+
+
+# --------------------------------------------------------------------------
+# the matrix
+# --------------------------------------------------------------------------
+
+def run_matrix(cells, servers, a, log_dir, label, t_start, est_total):
+    """Rounds x cells x servers, the servers' order rotating (and, with
+    --shuffle, shuffled) per round and cell.  Returns the list of runs."""
+    runs = []
+    n_total = a.rounds * len(cells) * len(servers)
+    done = 0
+    rng = random.Random(a.seed)
+    for rnd in range(a.rounds):
+        for ci, cell in enumerate(cells):
+            k = (rnd + ci) % len(servers)
+            order = servers[k:] + servers[:k]
+            if a.shuffle:
+                rng.shuffle(order)
+            for server in order:
+                t0 = time.monotonic()
+                r = measure(server, cell, a, log_dir)
+                r["round"] = rnd
+                r["run_s"] = round(time.monotonic() - t0, 2)
+                runs.append(r)
+                done += 1
+                elapsed = time.monotonic() - t_start
+                eta = est_total - elapsed if est_total else 0
+                if r["ok"]:
+                    msg = (f"{fmt_rate(r.get('rps'))} req/s, server CPU "
+                           f"{r.get('server_cpu_pct', float('nan')):.0f}%, "
+                           f"p99 {fmt_us(r.get('p99_us'))}")
+                    if r.get("conns_idle"):
+                        msg += f", {r['conns_idle']} connections got no reply"
+                    if r.get("errors"):
+                        msg += f", {r['errors']} ERRORS ({r.get('error', '')})"
+                else:
+                    msg = f"FAILED: {r.get('why')}"
+                progress(f"[{label} {done}/{n_total}] round {rnd + 1}/{a.rounds} "
+                         f"{cell_name(cell):<22} {server:<16} {msg}   "
+                         f"(elapsed {elapsed:.0f} s, ~{max(0, eta):.0f} s left)")
+    return runs
+
+
+def paired(runs, cell, num, den, key):
+    """Per-round ratios num/den of `key` in one cell, rounds where both ran."""
+    by = {}
+    for r in runs:
+        if all(r[k] == cell[k] for k in ("mode", "size", "conns")) and r["ok"]:
+            by[(r["server"], r["round"])] = r
+    out = []
+    for (s, rnd), r in sorted(by.items(), key=lambda kv: kv[0][1]):
+        if s != num:
+            continue
+        d = by.get((den, rnd))
+        if d and r.get(key) and d.get(key):
+            out.append(r[key] / d[key])
+    return out
+
+
+def summarize(runs, cells, servers):
+    summary = []
+    for cell in cells:
+        for server in servers:
+            rs = [r for r in runs if r["server"] == server and r["ok"]
+                  and all(r[k] == cell[k] for k in ("mode", "size", "conns"))]
+            allr = [r for r in runs if r["server"] == server
+                    and all(r[k] == cell[k] for k in ("mode", "size", "conns"))]
+            row = {**cell, "server": server, "rounds_ok": len(rs), "rounds": len(allr),
+                   "failures": [r.get("why") for r in allr if not r["ok"]],
+                   "errors": sum(r.get("errors", 0) or 0 for r in allr)}
+            for key in ("rps", "p50_us", "p99_us", "server_cpu_pct", "req_per_cpu_s",
+                        "client_cpu_pct", "others_cpus"):
+                row[key] = median([r.get(key) for r in rs])
+            for den in ("uvloop", "asyncio", "c-server"):
+                if den != server:
+                    rat = paired(runs, cell, server, den, "rps")
+                    row[f"x_{den}"] = median(rat)
+                    row[f"x_{den}_rounds"] = [round(x, 3) for x in rat]
+            if server != "uvloop":
+                rat = paired(runs, cell, server, "uvloop", "req_per_cpu_s")
+                row["eff_x_uvloop"] = median(rat)
+                row["eff_x_uvloop_rounds"] = [round(x, 3) for x in rat]
+            checks = []
+            for label, kind, thr in targets_for(cell, server):
+                if kind == "eff":
+                    val, rounds = row.get("eff_x_uvloop"), row.get("eff_x_uvloop_rounds", [])
+                    desc = f"CPU-eff ≥{thr:g}×uv"
+                elif kind == "uvloop":
+                    val, rounds = row.get("x_uvloop"), row.get("x_uvloop_rounds", [])
+                    desc = f"≥{thr:g}×uv"
+                else:
+                    val, rounds = row.get("x_c-server"), row.get("x_c-server_rounds", [])
+                    desc = f"≥{thr:.0%} of C"
+                if val is None:
+                    checks.append({"target": desc, "verdict": "not measured"})
+                    continue
+                checks.append({"target": desc, "value": round(val, 3),
+                               "verdict": "met" if val >= thr else "MISSED",
+                               "rounds_meeting": sum(x >= thr for x in rounds),
+                               "rounds_paired": len(rounds)})
+            row["targets"] = checks
+            summary.append(row)
+    return summary
+
+
+def target_text(checks):
+    parts = []
+    for c in checks:
+        if c["verdict"] == "not measured":
+            parts.append(f"{c['target']}: not measured")
+        else:
+            parts.append(f"{c['target']} {c['verdict']} ({c['value']:.2f}, "
+                         f"{c['rounds_meeting']}/{c['rounds_paired']} rounds)")
+    return "; ".join(parts)
+
+
+def fmt_ratio(x):
+    return "-" if x is None else f"{x:.2f}"
+
+
+def table(summary, threads):
+    head = ["cell", "server", "req/s", "×uvloop", "×asyncio", "server CPU", "client CPU",
+            "req/CPU-s", "p50", "p99", "target"]
+    rows = []
+    for r in summary:
+        if r["rounds_ok"] == 0:
+            why = r["failures"][0] if r["failures"] else "not run"
+            rows.append([cell_name(r), r["server"], "failed", "-", "-", "-", "-", "-", "-", "-",
+                         f"{why}"[:100]])
+            continue
+        cli = r.get("client_cpu_pct")
+        cli_s = "-" if cli is None else f"{cli:.0f}%"
+        if cli is not None and cli >= 90 * threads:
+            cli_s += " *"   # the client is saturated: the server may be faster
+        note = target_text(r["targets"])
+        if r["errors"]:
+            note = (note + "; " if note else "") + f"{r['errors']} client ERRORS"
+        if r["rounds_ok"] < r["rounds"]:
+            note = (note + "; " if note else "") + f"{r['rounds'] - r['rounds_ok']} runs failed"
+        rows.append([
+            cell_name(r), r["server"], fmt_rate(r["rps"]),
+            fmt_ratio(r.get("x_uvloop")), fmt_ratio(r.get("x_asyncio")),
+            "-" if r["server_cpu_pct"] is None else f"{r['server_cpu_pct']:.0f}%",
+            cli_s, fmt_rate(r["req_per_cpu_s"]),
+            fmt_us(r["p50_us"]), fmt_us(r["p99_us"]), note])
+    return head, rows
+
+
+def render_text(head, rows):
+    widths = [max(len(str(x)) for x in col) for col in zip(head, *rows)]
+    widths[-1] = len(head[-1])
+    out = ["  ".join(str(h).ljust(w) for h, w in zip(head, widths)).rstrip()]
+    out.append("  ".join("-" * w for w in widths))
+    for row in rows:
+        out.append("  ".join(str(x).ljust(w) for x, w in zip(row, widths)).rstrip())
+    return "\n".join(out)
+
+
+def render_md(head, rows):
+    out = ["| " + " | ".join(head) + " |",
+           "|" + "|".join("---" if i < 2 or i == len(head) - 1 else "---:"
+                          for i in range(len(head))) + "|"]
+    for row in rows:
+        out.append("| " + " | ".join(str(x) for x in row) + " |")
+    return "\n".join(out)
+
+
+def pollers_table(summary, pollers, conns):
+    """Throughput against pollers (rows: connections) with ×uvloop."""
+    head = ["connections"] + [f"pollers={p}" for p in pollers] + ["uvloop"]
+    rows = []
+    for c in conns:
+        row = [str(c)]
+        for p in pollers:
+            r = next((s for s in summary if s["server"] == f"wfcloop-p{p}" and s["conns"] == c), None)
+            if r is None or r["rounds_ok"] == 0:
+                row.append("failed")
+            else:
+                row.append(f"{fmt_rate(r['rps'])} ({fmt_ratio(r.get('x_uvloop'))}×uv)")
+        u = next((s for s in summary if s["server"] == "uvloop" and s["conns"] == c), None)
+        row.append(fmt_rate(u["rps"]) if u and u["rounds_ok"] else "-")
+        rows.append(row)
+    return head, rows
+
+
+def chart(summary, path, title):
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        progress("note: matplotlib is not installed (pip install matplotlib, or the "
+                 "'bench' extra): no PNG chart")
+        return None
+    cells = []
+    for r in summary:
+        name = cell_name(r)
+        if name not in cells:
+            cells.append(name)
+    servers = []
+    for r in summary:
+        if r["server"] not in servers:
+            servers.append(r["server"])
+    fig, ax = plt.subplots(figsize=(max(6, 1.4 * len(cells) * max(1, len(servers)) / 4), 4.5))
+    width = 0.8 / max(1, len(servers))
+    for i, s in enumerate(servers):
+        ys = []
+        for c in cells:
+            r = next((x for x in summary if x["server"] == s and cell_name(x) == c), None)
+            ys.append((r["rps"] or 0) if r else 0)
+        ax.bar([j + i * width for j in range(len(cells))], ys, width, label=s)
+    ax.set_xticks([j + width * (len(servers) - 1) / 2 for j in range(len(cells))])
+    ax.set_xticklabels(cells, rotation=30, ha="right", fontsize=8)
+    ax.set_ylabel("requests/s (median over rounds)")
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def write_results_section(md, section):
+    begin = f"<!-- BEGIN {section} (generated by benchmarks/echo_bench.py) -->"
+    end = f"<!-- END {section} -->"
+    text = RESULTS_MD.read_text() if RESULTS_MD.exists() else "# Benchmark results\n"
+    block = f"{begin}\n{md.rstrip()}\n{end}"
+    if begin in text and end in text:
+        pre, _, rest = text.partition(begin)
+        _, _, post = rest.partition(end)
+        text = pre + block + post
+    else:
+        text = text.rstrip("\n") + "\n\n" + block + "\n"
+    RESULTS_MD.write_text(text)
+
+
+# --------------------------------------------------------------------------
+# main
+# --------------------------------------------------------------------------
+
+def parse_list(s, conv=int):
+    return [conv(x) for x in str(s).split(",") if x.strip()]
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(
+        description="Echo benchmark: wfcloop vs uvloop vs asyncio vs a C epoll server, "
+                    "driven by a C load client.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Quick default: protocol, streams and sock at 1 KiB with 100 connections, "
+               "3 rounds of 1 s (about a minute on 2 cores). --full: every mode at "
+               "1/10/100 KiB and 10/100/1000 connections, 5 rounds of 2 s, and the "
+               "pollers table.")
+    p.add_argument("--full", action="store_true", help="the whole matrix and the pollers table")
+    p.add_argument("--rounds", type=int, help="rounds (quick 3, full 5)")
+    p.add_argument("--duration", type=float, help="measured seconds per run (quick 1, full 2)")
+    p.add_argument("--warmup", type=float, help="warm-up seconds per run (quick 0.3, full 0.5)")
+    p.add_argument("--servers", default=",".join(DEFAULT_SERVERS),
+                   help="comma-separated: wfcloop, wfcloop-pollers, wfcloop-pK, uvloop, "
+                        "asyncio, c-server (default: %(default)s)")
+    p.add_argument("--modes", help="comma-separated: " + ", ".join(MODES)
+                   + " (quick: protocol,streams,sock)")
+    p.add_argument("--sizes", help="message sizes in bytes, comma-separated (quick 1024)")
+    p.add_argument("--conns", help="connection counts, comma-separated (quick 100)")
+    p.add_argument("--threads", type=int, default=1,
+                   help="client threads, each with its own epoll (default 1; more on "
+                        "many-core machines when the client saturates, marked * in the table)")
+    p.add_argument("--poller-count", type=int, default=2,
+                   help="--pollers of the wfcloop-pollers variant (default 2)")
+    p.add_argument("--pollers-table", action="store_true",
+                   help="also run the pollers table (protocol, 1 KiB, pollers 0/1/2/4 x "
+                        "connections 10/100/1000; on with --full)")
+    p.add_argument("--no-pollers-table", action="store_true", help="skip it under --full")
+    p.add_argument("--http", action="store_true",
+                   help="also run examples/http_aiohttp.py under wrk (wfcloop, uvloop, asyncio)")
+    p.add_argument("--http-only", action="store_true", help="run only the HTTP row")
+    p.add_argument("--http-app", help="HTTP app to run instead of examples/http_aiohttp.py")
+    p.add_argument("--http-conns", default="100", help="wrk connections (default 100)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--shuffle", action="store_true",
+                   help="shuffle the servers' order per round and cell instead of rotating it")
+    p.add_argument("--seed", type=int, default=None, help="seed for --shuffle")
+    p.add_argument("--json", help="write the results as JSON here "
+                                  "(default benchmarks/out/echo_bench-TIME.json)")
+    p.add_argument("--png", help="write the chart here (default next to the JSON)")
+    p.add_argument("--no-png", action="store_true")
+    p.add_argument("--write-results", action="store_true",
+                   help="(re)write this machine's section of benchmarks/RESULTS.md")
+    p.add_argument("--rebuild", action="store_true", help="rebuild the C programs")
+    a = p.parse_args(argv)
+
+    prof = PROFILES["full" if a.full else "quick"]
+    a.rounds = a.rounds or prof["rounds"]
+    a.duration = a.duration or prof["duration"]
+    a.warmup = prof["warmup"] if a.warmup is None else a.warmup
+    modes = parse_list(a.modes or prof["modes"], str)
+    sizes = parse_list(a.sizes or prof["sizes"])
+    conns = parse_list(a.conns or prof["conns"])
+    servers = parse_list(a.servers, str)
+    do_pollers = (a.pollers_table or prof["pollers_table"]) and not a.no_pollers_table
+    if a.http_only:
+        modes, do_pollers, a.http = [], False, True
+    for m in modes:
+        if m not in MODES:
+            p.error(f"unknown mode {m!r} (choose from {', '.join(MODES)})")
+    for s in servers:
+        if server_command(s, "protocol", a) is None:
+            p.error(f"unknown server {s!r}")
+    if a.rounds < 1 or a.duration <= 0 or a.threads < 1:
+        p.error("--rounds, --duration and --threads must be positive")
+
+    notes = []
+    if not module_available("uvloop"):
+        notes.append("uvloop is not installed (pip install uvloop, or the 'bench' extra): "
+                     "skipped; no ×uvloop ratios and no target checks against it")
+        servers = [s for s in servers if s != "uvloop"]
+    if not module_available("wfcloop"):
+        notes.append("wfcloop is not importable by this Python (pip install . first): "
+                     "its variants are skipped")
+        servers = [s for s in servers if not s.startswith("wfcloop")]
+    for n in notes:
+        progress("note: " + n)
+    if a.rounds < 3:
+        notes.append(f"only {a.rounds} round(s): the ratios are not worth quoting")
+
+    build(force=a.rebuild)
+    nofile = raise_nofile()
+    need = max(conns + [0]) + 100
+    if nofile < need:
+        notes.append(f"RLIMIT_NOFILE is {nofile}; {need} fds are needed for the largest cell")
+        progress("note: " + notes[-1])
+
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    OUT_DIR.mkdir(parents=True, exist_ok=True)
+    json_path = Path(a.json) if a.json else OUT_DIR / f"echo_bench-{stamp}.json"
+    png_path = Path(a.png) if a.png else json_path.with_suffix(".png")
+    # the servers' stderr, one file per server and mode: next to --json if given
+    log_dir = (json_path.parent / f"{json_path.stem}-logs" if a.json
+               else OUT_DIR / f"echo_bench-{stamp}-logs")
+    log_dir.mkdir(parents=True, exist_ok=True)
+
+    cells = [dict(mode=m, size=s, conns=c) for m in modes for s in sizes for c in conns]
+    http_cells, http_servers = [], []
+    if a.http:
+        if a.http_app is None and not HTTP_APP.exists():
+            notes.append(f"{HTTP_APP.relative_to(ROOT)} not found: HTTP row skipped")
+        elif shutil.which("wrk") is None:
+            notes.append("wrk is not installed: HTTP row skipped (Debian/Ubuntu: "
+                         "apt-get install -y wrk)")
+        elif a.http_app is None and not module_available("aiohttp"):
+            notes.append("aiohttp is not installed (pip install aiohttp): HTTP row skipped")
+        else:
+            http_cells = [dict(mode="http", size=0, conns=c) for c in parse_list(a.http_conns)]
+            http_servers = [s for s in servers if s != "c-server"]
+        if not http_cells:
+            progress("note: " + notes[-1])
+    pcells, pservers = [], []
+    ptab = None
+    if do_pollers and module_available("wfcloop"):
+        pollers = parse_list(POLLERS_TABLE["pollers"])
+        pconns = parse_list(POLLERS_TABLE["conns"])
+        pcells = [dict(mode=POLLERS_TABLE["mode"], size=POLLERS_TABLE["size"], conns=c)
+                  for c in pconns]
+        pservers = [f"wfcloop-p{k}" for k in pollers] + (["uvloop"] if "uvloop" in servers else [])
+    per_run = a.warmup + a.duration + 0.5
+    est = per_run * a.rounds * (len(cells) * len(servers) + len(pcells) * len(pservers)
+                                + len(http_cells) * len(http_servers) * 1.5)
+    progress(f"echo_bench: {len(cells)} cells x {len(servers)} servers x {a.rounds} rounds"
+             + (f", pollers table {len(pcells)} x {len(pservers)}" if pcells else "")
+             + (f", http {len(http_cells)} x {len(http_servers)}" if http_cells else "")
+             + f"; about {est / 60:.1f} min; {os.cpu_count()} CPUs")
+
+    t_start = time.monotonic()
+    runs = run_matrix(cells, servers, a, log_dir, "echo", t_start, est) if cells else []
+    hruns = run_matrix(http_cells, http_servers, a, log_dir, "http", t_start, est) if http_cells else []
+    pruns = run_matrix(pcells, pservers, a, log_dir, "pollers", t_start, est) if pcells else []
+    elapsed = time.monotonic() - t_start
+
+    summary = summarize(runs, cells, servers) + summarize(hruns, http_cells, http_servers)
+    psummary = summarize(pruns, pcells, pservers) if pcells else []
+    info = machine_info()
+    others = median([r.get("others_cpus") for r in runs + pruns])
+    header = [
+        f"echo benchmark, {info['cpu_count']} CPUs ({info['usable_cpus']} usable), "
+        f"{info['cpu_model']}; Python {info['python']}, kernel {info['kernel']}; "
+        f"wfcloop {info['wfcloop']} (git {info['git']}), uvloop {info['uvloop']}",
+        f"{a.rounds} rounds x {a.duration:g} s (+{a.warmup:g} s warm-up) per run, client: "
+        f"benchmarks/load_client.c, {a.threads} thread(s); took {elapsed:.0f} s; "
+        f"other processes used a median {others if others is not None else '?'} CPUs "
+        f"during the runs",
+        "req/s, CPU, latency: medians over rounds. ×uvloop, ×asyncio and targets: medians of "
+        "per-round paired ratios (same round, same cell). server CPU: utime+stime of the "
+        "server process over the measured window (100% = one CPU); req/CPU-s = requests "
+        "per second of server CPU time; client CPU marked * = client saturated.",
+    ]
+    head, rows = table(summary, a.threads)
+    text = "\n".join(header) + "\n\n" + render_text(head, rows)
+    md = "\n".join("- " + h for h in header) + "\n\n" + render_md(head, rows)
+    if psummary:
+        phead, prows = pollers_table(psummary, parse_list(POLLERS_TABLE["pollers"]),
+                                     parse_list(POLLERS_TABLE["conns"]))
+        ptab = (phead, prows)
+        ptitle = (f"Poller mode: protocol, 1 KiB, req/s by pollers (median; ×uv = paired "
+                  f"ratio to uvloop); target: ≥1.0×uvloop at 100 connections")
+        text += "\n\n" + ptitle + "\n" + render_text(phead, prows)
+        md += "\n\n" + ptitle + "\n\n" + render_md(phead, prows)
+        pt = [target_text(r["targets"]) for r in psummary if r["targets"]]
+        if pt:
+            lines = [f"{r['server']} {r['conns']}c: {target_text(r['targets'])}"
+                     for r in psummary if r["targets"]]
+            text += "\n" + "\n".join(lines)
+            md += "\n\n" + "\n".join("- " + x for x in lines)
+    missed = [f"{cell_name(r)} {r['server']}: {c['target']} ({c['value']:.2f})"
+              for r in summary + psummary for c in r["targets"] if c["verdict"] == "MISSED"]
+    failed = [f"{cell_name(r)} {r['server']}" for r in summary + psummary if r["rounds_ok"] == 0]
+    tail = []
+    if missed:
+        tail.append(f"targets MISSED: {len(missed)} of "
+                    f"{sum(len(r['targets']) for r in summary + psummary)}")
+    if failed:
+        tail.append("failed cells: " + ", ".join(failed))
+    tail += ["note: " + n for n in notes]
+    if tail:
+        text += "\n\n" + "\n".join(tail)
+        md += "\n\n" + "\n".join("- " + t for t in tail)
+    print(text)
+
+    result = {
+        "benchmark": "echo_bench", "date": datetime.datetime.now().isoformat(timespec="seconds"),
+        "command": " ".join([os.path.relpath(sys.argv[0], ROOT)] + (argv if argv is not None else sys.argv[1:])),
+        "machine": info,
+        "params": {"rounds": a.rounds, "duration": a.duration, "warmup": a.warmup,
+                   "threads": a.threads, "servers": servers, "modes": modes, "sizes": sizes,
+                   "conns": conns, "poller_count": a.poller_count, "host": a.host},
+        "notes": notes, "elapsed_s": round(elapsed, 1),
+        "summary": summary, "pollers_summary": psummary, "runs": runs + hruns + pruns,
+    }
+    json_path.parent.mkdir(parents=True, exist_ok=True)
+    json_path.write_text(json.dumps(result, indent=1, ensure_ascii=False) + "\n")
+    progress(f"json: {json_path}")
+    if not a.no_png and summary:
+        if chart(summary, png_path, header[0][:110]):
+            progress(f"png: {png_path}")
+    if a.write_results:
+        section = f"echo-bench {info['cpu_count']} CPUs" + (" full" if a.full else "")
+        write_results_section(f"#### echo benchmark: {info['cpu_count']} CPUs\n\n"
+                              f"- command: `{result['command']}`\n" + md, section)
+        progress(f"wrote the section '{section}' of {RESULTS_MD.relative_to(ROOT)}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

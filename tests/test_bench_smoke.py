@@ -1,0 +1,51 @@
+"""benchmarks/: the C load client and C echo server build without warnings,
+and echo_bench.py runs a tiny matrix end to end (1 round, 0.5 s, protocol
+mode) with every server answering and the client seeing no errors.
+
+Never asserts timings or ratios: only that each server was measured."""
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH = ROOT / "benchmarks"
+
+pytestmark = pytest.mark.skipif(shutil.which("cc") is None, reason="needs a C compiler")
+
+
+@pytest.mark.parametrize("src", ["load_client.c", "c_echo_server.c"])
+def test_c_programs_compile_without_warnings(src, tmp_path):
+    p = subprocess.run(["cc", "-O2", "-Wall", "-Wextra", "-std=gnu11", "-pthread",
+                        str(BENCH / src), "-o", str(tmp_path / "prog")],
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    assert "warning" not in p.stderr, p.stderr
+
+
+def test_echo_bench_tiny_run(tmp_path):
+    servers = ["asyncio", "wfcloop", "c-server"]
+    try:
+        import uvloop  # noqa: F401
+        servers.append("uvloop")
+    except ImportError:
+        pass
+    out = tmp_path / "echo.json"
+    p = subprocess.run(
+        [sys.executable, str(BENCH / "echo_bench.py"), "--rounds", "1", "--duration", "0.5",
+         "--warmup", "0.1", "--modes", "protocol", "--sizes", "1024", "--conns", "10",
+         "--servers", ",".join(servers), "--json", str(out), "--no-png"],
+        capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert p.returncode == 0, p.stdout + p.stderr
+    result = json.loads(out.read_text())
+    by_server = {r["server"]: r for r in result["runs"]}
+    assert set(by_server) == set(servers)
+    for name, r in by_server.items():
+        assert r["ok"], (name, r.get("why"))
+        assert r["rps"] > 0, name
+        assert r["errors"] == 0, (name, r.get("error"))
+        assert r["conns_alive"] == 10, name
+    assert "cell" in p.stdout and "req/s" in p.stdout  # the table was printed
