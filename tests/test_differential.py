@@ -235,7 +235,7 @@ HARVEST_TIME_EVENTS = (
     "is missing (IN|OUT registered, OUT harvested at once, then IN: poll(0) "
     "gives OUT, select.epoll IN|OUT) and one lost since is still reported (IN "
     "harvested, then drained: poll(0) gives IN, select.epoll nothing); the "
-    "kernel re-evaluates readiness at delivery.  Not a documented deviation.")
+    "kernel re-evaluates readiness at delivery.  Documented in the README (EventPoll differences); asyncio copes with it.")
 
 
 # pollers=2 is left out until HARVEST_TIME_EVENTS is fixed: whether a

@@ -34,6 +34,33 @@ from libc.stdlib cimport malloc, realloc, free
 
 from wfcloop._eventpoll cimport EventPoll, wfc_event
 
+from cpython.object cimport PyObject, PyTypeObject
+from cpython.ref cimport Py_INCREF, Py_XDECREF
+from cpython.tuple cimport PyTuple_New
+
+
+cdef extern from *:
+    """
+    /* A new, untracked-by-__init__ instance of t: what object.__new__(t)
+     * allocates, fields NULL. */
+    static PyObject *wfcloop_alloc_instance(PyTypeObject *t) {
+        return t->tp_alloc(t, 0);
+    }
+    """
+    PyObject *wfcloop_alloc_instance(PyTypeObject *t)
+
+
+cdef extern from "Python.h":
+    ctypedef struct PyMemberDef:
+        Py_ssize_t offset
+    ctypedef struct PyMemberDescrObject:
+        PyMemberDef *d_member
+    int PyContext_Enter(object ctx) except -1
+    int PyContext_Exit(object ctx) except -1
+    object PyObject_Call(object callable, object args, PyObject *kwargs)
+    object PyContext_CopyCurrent()
+
+
 cdef extern from "sys/socket.h" nogil:
     ssize_t c_recv "recv" (int fd, void *buf, size_t n, int flags)
     ssize_t c_send "send" (int fd, const void *buf, size_t n, int flags)
@@ -74,6 +101,8 @@ cdef object heapify = heapq.heapify
 cdef object heappush = heapq.heappush
 cdef object format_handle = base_events._format_handle
 cdef object Future = asyncio.Future
+cdef object Task = asyncio.Task
+cdef object set_task_name = getattr(asyncio.tasks, "_set_task_name", None)
 from asyncio.log import logger
 from contextvars import copy_context
 
@@ -172,13 +201,26 @@ cdef run_handle(object handle):
     """Handle._run(), without its Python frame, for asyncio's own Handle
     and TimerHandle; any other handle type runs its own _run()."""
     cdef type t = type(handle)
+    cdef PyObject *field
     if t is not Handle and t is not TimerHandle:
         handle._run()
         return
-    callback = handle._callback
-    args = handle._args
+    field = get_slot(handle, H_CALLBACK)
+    callback = <object>field if field != NULL else handle._callback
+    field = get_slot(handle, H_ARGS)
+    args = <object>field if field != NULL else handle._args
+    field = get_slot(handle, H_CONTEXT)
+    context = <object>field if field != NULL else handle._context
     try:
-        handle._context.run(callback, *args)
+        # context.run(callback, *args), without building its argument tuple
+        PyContext_Enter(context)
+        try:
+            if type(args) is tuple:
+                PyObject_Call(callback, args, NULL)
+            else:
+                callback(*args)
+        finally:
+            PyContext_Exit(context)
     except (SystemExit, KeyboardInterrupt):
         raise
     except BaseException as exc:
@@ -191,6 +233,19 @@ cdef run_handle(object handle):
         if handle._source_traceback:
             context['source_traceback'] = handle._source_traceback
         handle._loop.call_exception_handler(context)
+
+
+cdef inline bint is_cancelled(object handle) except -1:
+    """handle._cancelled, read in place for asyncio's own handle types."""
+    cdef type t = type(handle)
+    cdef PyObject *field
+    if t is Handle or t is TimerHandle:
+        field = get_slot(handle, H_CANCELLED)
+        if field == <PyObject *>True:
+            return True
+        if field == <PyObject *>False:
+            return False
+    return bool(handle._cancelled)
 
 
 cdef run_once(object loop, _Dispatch dispatch):
@@ -258,7 +313,7 @@ cdef run_once(object loop, _Dispatch dispatch):
     debug = loop._debug
     for i in range(ntodo):
         handle = popleft()
-        if handle._cancelled:
+        if is_cancelled(handle):
             continue
         if debug:
             try:
@@ -279,36 +334,82 @@ cdef run_once(object loop, _Dispatch dispatch):
 cdef unsigned long long timer_sequence = 0
 
 
+# asyncio's Handle and TimerHandle keep their fields in __slots__: each is a
+# member descriptor with a fixed offset in the object.  The loop reads and
+# writes the fields of its own handles there directly, as the descriptors
+# would, without an attribute lookup per field.
+
+cdef Py_ssize_t slot_offset(type cls, str name) except -1:
+    """Offset of the __slots__ field ``name`` of cls, from its descriptor."""
+    descriptor = cls.__dict__.get(name)
+    if type(descriptor) is not type(Handle.__dict__['_callback']):
+        raise ImportError(f"wfcloop: asyncio's {cls.__name__}.{name} is not a slot")
+    return (<PyMemberDescrObject *>descriptor).d_member.offset
+
+
+cdef Py_ssize_t H_CALLBACK = slot_offset(Handle, '_callback')
+cdef Py_ssize_t H_ARGS = slot_offset(Handle, '_args')
+cdef Py_ssize_t H_CANCELLED = slot_offset(Handle, '_cancelled')
+cdef Py_ssize_t H_LOOP = slot_offset(Handle, '_loop')
+cdef Py_ssize_t H_SOURCE_TRACEBACK = slot_offset(Handle, '_source_traceback')
+cdef Py_ssize_t H_REPR = slot_offset(Handle, '_repr')
+cdef Py_ssize_t H_CONTEXT = slot_offset(Handle, '_context')
+cdef Py_ssize_t T_WHEN = slot_offset(TimerHandle, '_when')
+cdef Py_ssize_t T_SCHEDULED = slot_offset(TimerHandle, '_scheduled')
+
+
+cdef inline void set_slot(object obj, Py_ssize_t offset, object value):
+    """obj.<slot at offset> = value (as the member descriptor stores it)."""
+    cdef PyObject **field = <PyObject **>((<char *><PyObject *>obj) + offset)
+    cdef PyObject *old = field[0]
+    Py_INCREF(value)
+    field[0] = <PyObject *>value
+    Py_XDECREF(old)
+
+
+cdef inline PyObject *get_slot(object obj, Py_ssize_t offset):
+    """obj.<slot at offset>, borrowed; NULL if never set."""
+    return (<PyObject **>((<char *><PyObject *>obj) + offset))[0]
+
+
 cdef object new_handle(callback, tuple args, loop, context):
     """events.Handle(callback, args, loop, context) outside debug mode,
-    without running its Python __init__."""
-    cdef object handle = Handle.__new__(Handle)
+    without running its Python __init__; the same fields, set in place."""
+    cdef PyObject *raw = wfcloop_alloc_instance(<PyTypeObject *>Handle)
+    if raw == NULL:
+        raise MemoryError()
+    handle = <object>raw
+    Py_XDECREF(raw)
     if context is None:
-        context = copy_context()
-    handle._context = context
-    handle._loop = loop
-    handle._callback = callback
-    handle._args = args
-    handle._cancelled = False
-    handle._repr = None
-    handle._source_traceback = None
+        context = PyContext_CopyCurrent()
+    set_slot(handle, H_CONTEXT, context)
+    set_slot(handle, H_LOOP, loop)
+    set_slot(handle, H_CALLBACK, callback)
+    set_slot(handle, H_ARGS, args)
+    set_slot(handle, H_CANCELLED, False)
+    set_slot(handle, H_REPR, None)
+    set_slot(handle, H_SOURCE_TRACEBACK, None)
     return handle
 
 
 cdef object new_timer_handle(when, callback, tuple args, loop, context):
     """events.TimerHandle(...) outside debug mode, likewise."""
-    cdef object handle = TimerHandle.__new__(TimerHandle)
+    cdef PyObject *raw = wfcloop_alloc_instance(<PyTypeObject *>TimerHandle)
+    if raw == NULL:
+        raise MemoryError()
+    handle = <object>raw
+    Py_XDECREF(raw)
     if context is None:
-        context = copy_context()
-    handle._context = context
-    handle._loop = loop
-    handle._callback = callback
-    handle._args = args
-    handle._cancelled = False
-    handle._repr = None
-    handle._source_traceback = None
-    handle._when = when
-    handle._scheduled = False
+        context = PyContext_CopyCurrent()
+    set_slot(handle, H_CONTEXT, context)
+    set_slot(handle, H_LOOP, loop)
+    set_slot(handle, H_CALLBACK, callback)
+    set_slot(handle, H_ARGS, args)
+    set_slot(handle, H_CANCELLED, False)
+    set_slot(handle, H_REPR, None)
+    set_slot(handle, H_SOURCE_TRACEBACK, None)
+    set_slot(handle, T_WHEN, when)
+    set_slot(handle, T_SCHEDULED, False)
     return handle
 
 
@@ -380,12 +481,97 @@ cdef unpark_reader(loop, fd, sock):
     release_parked_reader(loop, fd, handle)
 
 
+cdef class _Scheduler:
+    """The loop's callback state: the ready deque, the timer heap and the
+    closed and debug flags, as C fields (BaseLoop's _ready, _scheduled,
+    _closed and _debug are properties over them, so asyncio's own code
+    reads and writes the same state), and the scheduling methods that a
+    Loop binds on itself, so that loop.call_soon() is one C call."""
+    cdef object loop
+    cdef public object ready         # collections.deque of handles
+    cdef object ready_append
+    cdef public list scheduled       # heap of (when, sequence, TimerHandle)
+    cdef public bint closed
+    cdef public bint debug
+
+    def __cinit__(self, loop):
+        self.loop = loop
+        self.scheduled = []
+
+    def set_ready(self, ready):
+        self.ready = ready
+        self.ready_append = ready.append
+
+    def call_soon(self, callback, *args, context=None):
+        """Arrange for callback(*args) to be called soon, in FIFO order."""
+        if self.closed:
+            raise RuntimeError('Event loop is closed')
+        if self.debug:
+            return base_call_soon(self.loop, callback, *args, context=context)
+        handle = new_handle(callback, args, self.loop, context)
+        self.ready_append(handle)
+        return handle
+
+    def call_later(self, delay, callback, *args, context=None):
+        """Arrange for callback(*args) to be called after delay seconds."""
+        if delay is None:
+            raise TypeError('delay must not be None')
+        return self.call_at(self.loop.time() + delay, callback, *args,
+                            context=context)
+
+    def call_at(self, when, callback, *args, context=None):
+        """Like call_later(), but with an absolute time on the loop's clock.
+        Timers with equal deadlines run in the order they were scheduled."""
+        global timer_sequence
+        if when is None:
+            raise TypeError("when cannot be None")
+        if self.closed:
+            raise RuntimeError('Event loop is closed')
+        if self.debug:
+            self.loop._check_thread()
+            self.loop._check_callback(callback, 'call_at')
+            timer = TimerHandle(when, callback, args, self.loop, context)
+        else:
+            timer = new_timer_handle(when, callback, args, self.loop, context)
+        timer_sequence += 1
+        heappush(self.scheduled, (when, timer_sequence, timer))
+        set_slot(timer, T_SCHEDULED, True)
+        return timer
+
+    def time(self):
+        """The loop's clock: time.monotonic()."""
+        return monotonic()
+
+
+# The methods a Loop binds from its _Scheduler, unless a subclass overrides them.
+SCHEDULER_METHODS = ("call_soon", "call_later", "call_at", "time")
+
+
+def _scheduler_property(name, doc):
+    def get(self):
+        return getattr(self._wfc_scheduler, name)
+
+    def set(self, value):
+        setattr(self._wfc_scheduler, name, value)
+
+    return property(get, set, doc=doc)
+
+
 class BaseLoop(asyncio.SelectorEventLoop):
     """asyncio's selector event loop with the compiled run-once and socket
     transport; ``selector`` must be a wfcloop EventPollSelector.
     wfcloop.Loop is the class users make."""
 
+    _ready = property(lambda self: self._wfc_scheduler.ready,
+                      lambda self, ready: self._wfc_scheduler.set_ready(ready),
+                      doc="deque of the handles to run next")
+    _scheduled = _scheduler_property("scheduled", "heap of (when, sequence, TimerHandle)")
+    _closed = _scheduler_property("closed", "True once close() was called")
+    _debug = _scheduler_property("debug", "debug mode")
+
     def __init__(self, selector):
+        # Made before asyncio's __init__, which sets the fields it holds.
+        self._wfc_scheduler = scheduler = _Scheduler(self)
         # fd -> the finished sock_* reader handle still registered for it
         # (see _sock_read_done); before asyncio's __init__ adds its first
         # reader.
@@ -394,6 +580,10 @@ class BaseLoop(asyncio.SelectorEventLoop):
         self._wfc_wakeup_pending = False
         super().__init__(selector)
         self._wfc_dispatch = _Dispatch(self, selector)
+        cls = type(self)
+        for name in SCHEDULER_METHODS:
+            if getattr(cls, name) is getattr(BaseLoop, name):
+                setattr(self, name, getattr(scheduler, name))
 
     def _run_once(self):
         if self._wfc_parked_readers:
@@ -403,16 +593,28 @@ class BaseLoop(asyncio.SelectorEventLoop):
     # Scheduling callbacks: asyncio's checks, messages and Handle objects,
     # built without running Handle's Python __init__ (debug mode, which
     # records where a handle was made, takes asyncio's own path).
+    # call_soon, call_later, call_at and time are the _Scheduler's, bound
+    # on each loop as instance attributes; these serve subclasses' super().
 
     def call_soon(self, callback, *args, context=None):
         """Arrange for callback(*args) to be called soon, in FIFO order."""
-        if self._closed:
-            raise RuntimeError('Event loop is closed')
-        if self._debug:
-            return base_call_soon(self, callback, *args, context=context)
-        handle = new_handle(callback, args, self, context)
-        self._ready.append(handle)
-        return handle
+        return (<_Scheduler>self._wfc_scheduler).call_soon(
+            callback, *args, context=context)
+
+    def call_later(self, delay, callback, *args, context=None):
+        """Arrange for callback(*args) to be called after delay seconds."""
+        return (<_Scheduler>self._wfc_scheduler).call_later(
+            delay, callback, *args, context=context)
+
+    def call_at(self, when, callback, *args, context=None):
+        """Like call_later(), but with an absolute time on the loop's clock.
+        Timers with equal deadlines run in the order they were scheduled."""
+        return (<_Scheduler>self._wfc_scheduler).call_at(
+            when, callback, *args, context=context)
+
+    def time(self):
+        """The loop's clock: time.monotonic()."""
+        return monotonic()
 
     def _call_soon(self, callback, args, context):
         if self._debug:
@@ -451,39 +653,27 @@ class BaseLoop(asyncio.SelectorEventLoop):
         selector_events.BaseSelectorEventLoop._read_from_self(self)
         self._wfc_wakeup_pending = False
 
-    def call_later(self, delay, callback, *args, context=None):
-        """Arrange for callback(*args) to be called after delay seconds."""
-        if delay is None:
-            raise TypeError('delay must not be None')
-        return self.call_at(self.time() + delay, callback, *args,
-                            context=context)
-
-    def call_at(self, when, callback, *args, context=None):
-        """Like call_later(), but with an absolute time on the loop's clock.
-        Timers with equal deadlines run in the order they were scheduled."""
-        global timer_sequence
-        if when is None:
-            raise TypeError("when cannot be None")
-        if self._closed:
-            raise RuntimeError('Event loop is closed')
-        if self._debug:
-            self._check_thread()
-            self._check_callback(callback, 'call_at')
-            timer = TimerHandle(when, callback, args, self, context)
-        else:
-            timer = new_timer_handle(when, callback, args, self, context)
-        timer_sequence += 1
-        heappush(self._scheduled, (when, timer_sequence, timer))
-        timer._scheduled = True
-        return timer
-
     def create_future(self):
         """Create a Future object attached to the loop."""
         return Future(loop=self)
 
-    def time(self):
-        """The loop's clock: time.monotonic()."""
-        return monotonic()
+    if sys.version_info < (3, 12):
+        def create_task(self, coro, *, name=None, context=None):
+            """Schedule the coroutine coro; return its Task (asyncio 3.11's
+            contract; 3.12+ keep their own create_task, eager tasks and
+            all).  Compiled, this has no frame of its own, so a debug-mode
+            task's source traceback already ends at the caller."""
+            if self._closed:
+                raise RuntimeError('Event loop is closed')
+            if self._task_factory is None:
+                return Task(coro, loop=self, name=name, context=context)
+            if context is None:
+                # The legacy factory signature when no context is needed.
+                task = self._task_factory(self, coro)
+            else:
+                task = self._task_factory(self, coro, context=context)
+            set_task_name(task, name)
+            return task
 
     # sock_recv, sock_recv_into, sock_recvfrom(_into) and sock_accept wait
     # for readability with a reader registered for that one call; asyncio

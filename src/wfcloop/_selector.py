@@ -27,9 +27,10 @@ class EventPollSelector(selectors._PollLikeSelector):
         selectors._BaseSelectorImpl.__init__(self)
         self._selector = EventPoll(pollers=pollers)
         self._pid = os.getpid()
-        # An event loop calls select() again right away, so a poll() may
-        # return part of what is ready without settling first.
-        self._selector._set_snapshot(False)
+        # The poll settles before returning a partial batch (the default):
+        # asyncio runs every I/O callback that was ready before a poll ahead
+        # of what those callbacks schedule, so a poll must not leave out an
+        # event a poller has taken from the kernel but not yet queued.
 
     @property
     def pollers(self):

@@ -1,0 +1,243 @@
+"""What the compiled loop core (cython/wfcloop/_loop.pyx) adds to asyncio's
+selector loop, and the ways it could go wrong: handles built in place,
+coalesced self-pipe wake-ups, the scheduling methods bound per loop, parked
+sock_* readers, the reused read buffer."""
+import asyncio
+import socket
+import threading
+import time
+
+import pytest
+
+import wfcloop
+
+
+@pytest.fixture(params=[0, 2], ids=lambda n: f"pollers={n}")
+def loop(request, no_leaks):
+    loop = wfcloop.new_event_loop(pollers=request.param)
+    yield loop
+    loop.close()
+
+
+def test_handles_are_asyncios_own(loop):
+    """call_soon/call_at return asyncio.Handle/TimerHandle whose fields are
+    the ones asyncio's constructors set."""
+    def cb(*args):
+        pass
+
+    h = loop.call_soon(cb, 1, 2)
+    t = loop.call_at(loop.time() + 100, cb, 3)
+    assert type(h) is asyncio.Handle and type(t) is asyncio.TimerHandle
+    assert h._callback is cb and h._args == (1, 2) and h._loop is loop
+    assert not h.cancelled() and h._source_traceback is None
+    assert t.when() == t._when and t._scheduled is True and t._args == (3,)
+    assert repr(h).startswith("<Handle test_handles_are_asyncios_own.<locals>.cb(1, 2)")
+    assert "when=" in repr(t)
+    t.cancel()
+    assert t.cancelled() and loop._timer_cancelled_count == 1
+    h.cancel()
+    loop.call_soon(loop.stop)
+    loop.run_forever()  # the cancelled handles are skipped, not run
+
+
+def test_callback_sees_its_context(loop):
+    """A handle runs in the context it was given (or the caller's copy)."""
+    import contextvars
+    var = contextvars.ContextVar("var", default="unset")
+    seen = []
+    ctx = contextvars.copy_context()
+    ctx.run(var.set, "given")
+    var.set("caller")
+    loop.call_soon(lambda: seen.append(var.get()), context=ctx)
+    loop.call_soon(lambda: seen.append(var.get()))
+    loop.call_later(0, lambda: seen.append(var.get()), context=ctx)
+    loop.call_later(0.001, loop.stop)
+    loop.run_forever()
+    assert seen == ["given", "caller", "given"]
+
+
+def test_exception_in_callback_goes_to_the_handler(loop):
+    errors = []
+    loop.set_exception_handler(lambda lp, context: errors.append(context))
+
+    def boom():
+        raise ZeroDivisionError("boom")
+
+    handle = loop.call_soon(boom)
+    loop.call_soon(loop.stop)
+    loop.run_forever()
+    assert len(errors) == 1
+    assert errors[0]["handle"] is handle
+    assert isinstance(errors[0]["exception"], ZeroDivisionError)
+    assert errors[0]["message"].startswith("Exception in callback ")
+    assert "boom" in errors[0]["message"]
+
+
+def test_subclass_overrides_are_kept(no_leaks):
+    """Loop binds call_soon & co. per instance only where a subclass did not
+    override them."""
+    calls = []
+
+    class Counting(wfcloop.Loop):
+        def call_soon(self, callback, *args, context=None):
+            calls.append(callback)
+            return super().call_soon(callback, *args, context=context)
+
+    loop = Counting(pollers=0)
+    try:
+        loop.call_soon(loop.stop)
+        loop.run_forever()
+        assert calls and calls[0] == loop.stop
+        assert loop.call_at.__self__ is not loop  # not overridden: bound fast path
+    finally:
+        loop.close()
+
+
+def test_call_soon_threadsafe_never_loses_a_wakeup(loop):
+    """Bursts from several threads while the loop sleeps: the coalesced
+    self-pipe byte must wake it for every burst.  (Clearing the pending
+    flag before draining the pipe lost wake-ups within a few rounds.)"""
+    threads, per_thread, rounds = 4, 2000, 30
+    for _ in range(rounds):
+        ran = [0]
+        total = threads * per_thread
+
+        def cb():
+            ran[0] += 1
+            if ran[0] == total:
+                loop.stop()
+
+        def burst():
+            for _ in range(per_thread):
+                loop.call_soon_threadsafe(cb)
+
+        guard = loop.call_later(30, loop.stop)  # a lost wake-up hangs here
+        workers = [threading.Thread(target=burst) for _ in range(threads)]
+        loop.call_soon(lambda: [w.start() for w in workers])
+        loop.run_forever()
+        guard.cancel()
+        for w in workers:
+            w.join()
+        assert ran[0] == total
+
+
+def test_sock_recv_loop_and_fd_reuse(loop):
+    """Waiting sock_recv calls on one socket reuse its parked reader; the
+    socket closed and its fd number reused at once by a new socket must get
+    a fresh registration (no event of the old one, none missing)."""
+    async def main():
+        a, b = socket.socketpair()
+        a.setblocking(False)
+        b.setblocking(False)
+        got = []
+        for i in range(200):
+            loop.call_later(0.0001, b.send, b"%d;" % i)
+            got.append(await loop.sock_recv(a, 100))
+        assert b"".join(got) == b"".join(b"%d;" % i for i in range(200))
+        fd = a.fileno()
+        a.close()
+        c, d = socket.socketpair()
+        c.setblocking(False)
+        d.setblocking(False)
+        try:
+            new = c if c.fileno() == fd else d
+            peer = d if new is c else c
+            reader = asyncio.ensure_future(loop.sock_recv(new, 100))
+            await asyncio.sleep(0.01)
+            assert not reader.done()        # nothing for it yet
+            b.close()                       # the old peer hangs up: no event for new
+            await asyncio.sleep(0.01)
+            assert not reader.done()
+            peer.send(b"fresh")
+            assert await asyncio.wait_for(reader, 5) == b"fresh"
+        finally:
+            for s in (c, d):
+                s.close()
+
+    loop.run_until_complete(main())
+
+
+def test_reads_larger_than_the_read_buffer(loop):
+    """The transport reads into one 256 KiB buffer: a 3 MiB message arrives
+    complete and in order, in several data_received calls."""
+    payload = bytes(range(256)) * (3 * 4096)
+
+    class Sink(asyncio.Protocol):
+        def __init__(self):
+            self.chunks = []
+            self.done = loop.create_future()
+
+        def data_received(self, data):
+            self.chunks.append(data)
+
+        def eof_received(self):
+            self.done.set_result(None)
+
+    async def main():
+        sink = Sink()
+        server = await loop.create_server(lambda: sink, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        writer = socket.create_connection(("127.0.0.1", port))
+        sender = threading.Thread(target=lambda: (writer.sendall(payload),
+                                                  writer.shutdown(socket.SHUT_WR)))
+        sender.start()
+        await asyncio.wait_for(sink.done, 10)
+        sender.join()
+        writer.close()
+        server.close()
+        await server.wait_closed()
+        return sink.chunks
+
+    chunks = loop.run_until_complete(main())
+    assert b"".join(chunks) == payload
+    assert len(chunks) > 1 and max(map(len, chunks)) <= 256 * 1024
+
+
+def test_write_fast_path_falls_back_to_buffering(loop):
+    """transport.write() sends at once while nothing is buffered; once the
+    socket is full the rest is buffered, pause_writing fires, and the peer
+    gets every byte in order."""
+    payload = b"".join(b"%08d" % i for i in range(1 << 20))  # 8 MiB
+    made = []
+
+    class Source(asyncio.Protocol):
+        paused = 0
+
+        def connection_made(self, transport):
+            made.append(transport)
+
+        def pause_writing(self):
+            Source.paused += 1
+
+    async def main():
+        server = await loop.create_server(Source, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        peer = socket.create_connection(("127.0.0.1", port))
+        received = bytearray()
+
+        def drain():
+            while len(received) < len(payload):
+                chunk = peer.recv(1 << 16)
+                if not chunk:
+                    break
+                received.extend(chunk)
+
+        while not made:
+            await asyncio.sleep(0.001)
+        transport = made[0]
+        for i in range(0, len(payload), 1 << 16):
+            transport.write(payload[i:i + (1 << 16)])
+        assert transport.get_write_buffer_size() > 0
+        reader = threading.Thread(target=drain)
+        reader.start()
+        while transport.get_write_buffer_size():
+            await asyncio.sleep(0.01)
+        reader.join(10)
+        transport.close()
+        peer.close()
+        server.close()
+        await server.wait_closed()
+        return bytes(received)
+
+    assert loop.run_until_complete(main()) == payload
+    assert Source.paused >= 1
