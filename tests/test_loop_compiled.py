@@ -241,3 +241,45 @@ def test_write_fast_path_falls_back_to_buffering(loop):
 
     assert loop.run_until_complete(main()) == payload
     assert Source.paused >= 1
+
+
+@pytest.mark.parametrize("bad", ["readonly", "empty"])
+def test_buffered_protocol_bad_buffer_same_error_as_stdlib(bad, no_leaks):
+    """The compiled BufferedProtocol read reports a read-only or empty
+    buffer with the exception asyncio's transport reports."""
+    def scenario(loop):
+        errors = []
+        lost = loop.create_future()
+
+        class Bad(asyncio.BufferedProtocol):
+            def get_buffer(self, hint):
+                return b"read-only" if bad == "readonly" else bytearray()
+
+            def buffer_updated(self, n):
+                pass
+
+            def connection_lost(self, exc):
+                lost.set_result(exc)
+
+        async def main():
+            loop.set_exception_handler(lambda lp, ctx: errors.append(ctx))
+            a, b = socket.socketpair()
+            await loop.connect_accepted_socket(Bad, a)
+            b.send(b"x")
+            exc = await asyncio.wait_for(lost, 5)
+            b.close()
+            return type(exc).__name__, str(exc), errors[0]["message"]
+
+        return loop.run_until_complete(main())
+
+    results = {}
+    for name, factory in [("stdlib", asyncio.SelectorEventLoop),
+                          ("wfcloop0", lambda: wfcloop.new_event_loop(pollers=0)),
+                          ("wfcloop2", lambda: wfcloop.new_event_loop(pollers=2))]:
+        loop = factory()
+        try:
+            results[name] = scenario(loop)
+        finally:
+            loop.close()
+    assert results["wfcloop0"] == results["stdlib"] == results["wfcloop2"]
+    assert results["stdlib"][0] == ("TypeError" if bad == "readonly" else "RuntimeError")

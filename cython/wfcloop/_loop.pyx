@@ -26,6 +26,7 @@ import sys
 from asyncio import base_events, constants, events, format_helpers, selector_events
 
 from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING, PyBytes_GET_SIZE
+from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_WRITABLE
 from cpython.exc cimport PyErr_SetFromErrno
 from libc.errno cimport errno, EAGAIN, EINTR
 from libc.math cimport ceil
@@ -112,6 +113,9 @@ cdef inline double monotonic() noexcept nogil:
     cdef timespec ts
     clock_gettime(CLOCK_MONOTONIC, &ts)
     return ts.tv_sec + ts.tv_nsec * 1e-9
+
+
+cdef class _Scheduler
 
 
 cdef class _Dispatch:
@@ -248,14 +252,21 @@ cdef inline bint is_cancelled(object handle) except -1:
     return bool(handle._cancelled)
 
 
-cdef run_once(object loop, _Dispatch dispatch):
+cdef inline double loop_time(object loop, _Scheduler scheduler) except? -1.0:
+    """loop.time(): the monotonic clock, unless a subclass has its own."""
+    if scheduler.own_clock:
+        return monotonic()
+    return loop.time()
+
+
+cdef run_once(object loop, _Dispatch dispatch, _Scheduler scheduler):
     """One iteration of the loop: BaseEventLoop._run_once, compiled.
 
     loop._scheduled is a heap of (when, sequence, TimerHandle) entries:
     tuples compare in C (asyncio's TimerHandle.__lt__ is Python), and the
     sequence number makes timers with equal deadlines run in the order
     they were scheduled."""
-    cdef list scheduled = loop._scheduled
+    cdef list scheduled = scheduler.scheduled
     cdef Py_ssize_t sched_count = len(scheduled)
     cdef Py_ssize_t ntodo, i
     cdef double timeout, end_time, t0, dt
@@ -275,7 +286,7 @@ cdef run_once(object loop, _Dispatch dispatch):
             else:
                 new_scheduled.append(entry)
         heapify(new_scheduled)
-        loop._scheduled = scheduled = new_scheduled
+        scheduler.scheduled = scheduled = new_scheduled
         loop._timer_cancelled_count = 0
     else:
         # Remove delayed calls that were cancelled from the head of the heap.
@@ -287,7 +298,7 @@ cdef run_once(object loop, _Dispatch dispatch):
     if ready or loop._stopping:
         timeout_ms = 0
     elif scheduled:
-        timeout = <double>(<tuple>scheduled[0])[0] - <double>loop.time()
+        timeout = <double>(<tuple>scheduled[0])[0] - loop_time(loop, scheduler)
         if timeout > MAXIMUM_SELECT_TIMEOUT:
             timeout = MAXIMUM_SELECT_TIMEOUT
         timeout_ms = timeout_to_ms(timeout)
@@ -298,7 +309,7 @@ cdef run_once(object loop, _Dispatch dispatch):
 
     # Timers that are due.
     if scheduled:
-        end_time = loop.time() + loop._clock_resolution
+        end_time = loop_time(loop, scheduler) + loop._clock_resolution
         while scheduled:
             if (<tuple>scheduled[0])[0] >= end_time:
                 break
@@ -310,7 +321,7 @@ cdef run_once(object loop, _Dispatch dispatch):
     # after another poll.
     ntodo = len(ready)
     popleft = ready.popleft
-    debug = loop._debug
+    debug = scheduler.debug
     for i in range(ntodo):
         handle = popleft()
         if is_cancelled(handle):
@@ -426,6 +437,48 @@ cdef inline check_not_ssl_socket(sock):
         raise TypeError("Socket cannot be of type SSLSocket")
 
 
+cdef check_sock_call(loop, sock):
+    """The argument checks of asyncio's sock_* methods."""
+    check_not_ssl_socket(sock)
+    if loop._debug and sock.gettimeout() != 0:
+        raise ValueError("the socket must be non-blocking")
+
+
+cdef wait_to_read(loop, sock, callback, arg):
+    """A future that callback(fut, sock, arg) completes once sock is
+    readable: the reader parked for sock if there is one (repointed at
+    this call), else a new reader; removed or parked when the future is
+    done (_sock_read_done)."""
+    fut = Future(loop=loop)
+    fd = sock.fileno()
+    loop._ensure_fd_no_transport(fd)
+    handle = take_parked_reader(loop, fd, sock)
+    if handle is not None:
+        set_slot(handle, H_CALLBACK, callback)
+        set_slot(handle, H_ARGS, (fut, sock, arg))
+    else:
+        handle = loop._add_reader(fd, callback, fut, sock, arg)
+    fut.add_done_callback(partial(loop._sock_read_done, fd, handle=handle))
+    return fut
+
+
+cdef complete_read(fut, read, arg):
+    """A reader callback of sock_recv(_into): read(arg) into fut, unless
+    the future is done already or the socket has nothing yet."""
+    if fut.done():
+        return
+    try:
+        result = read(arg)
+    except (BlockingIOError, InterruptedError):
+        return  # try again next time
+    except (SystemExit, KeyboardInterrupt):
+        raise
+    except BaseException as exc:
+        fut.set_exception(exc)
+    else:
+        fut.set_result(result)
+
+
 cdef object base_call_soon = base_events.BaseEventLoop.call_soon
 cdef object base__call_soon = base_events.BaseEventLoop._call_soon
 cdef object base_remove_reader = selector_events.BaseSelectorEventLoop._remove_reader
@@ -493,6 +546,7 @@ cdef class _Scheduler:
     cdef public list scheduled       # heap of (when, sequence, TimerHandle)
     cdef public bint closed
     cdef public bint debug
+    cdef public bint own_clock       # loop.time() is BaseLoop's (monotonic)
 
     def __cinit__(self, loop):
         self.loop = loop
@@ -516,8 +570,8 @@ cdef class _Scheduler:
         """Arrange for callback(*args) to be called after delay seconds."""
         if delay is None:
             raise TypeError('delay must not be None')
-        return self.call_at(self.loop.time() + delay, callback, *args,
-                            context=context)
+        return self.call_at(loop_time(self.loop, self) + delay, callback,
+                            *args, context=context)
 
     def call_at(self, when, callback, *args, context=None):
         """Like call_later(), but with an absolute time on the loop's clock.
@@ -547,14 +601,28 @@ cdef class _Scheduler:
 SCHEDULER_METHODS = ("call_soon", "call_later", "call_at", "time")
 
 
-def _scheduler_property(name, doc):
-    def get(self):
-        return getattr(self._wfc_scheduler, name)
+def _get_scheduled(self):
+    return (<_Scheduler>self._wfc_scheduler).scheduled
 
-    def set(self, value):
-        setattr(self._wfc_scheduler, name, value)
 
-    return property(get, set, doc=doc)
+def _set_scheduled(self, list value):
+    (<_Scheduler>self._wfc_scheduler).scheduled = value
+
+
+def _get_closed(self):
+    return (<_Scheduler>self._wfc_scheduler).closed
+
+
+def _set_closed(self, bint value):
+    (<_Scheduler>self._wfc_scheduler).closed = value
+
+
+def _get_debug(self):
+    return (<_Scheduler>self._wfc_scheduler).debug
+
+
+def _set_debug(self, bint value):
+    (<_Scheduler>self._wfc_scheduler).debug = value
 
 
 class BaseLoop(asyncio.SelectorEventLoop):
@@ -565,9 +633,10 @@ class BaseLoop(asyncio.SelectorEventLoop):
     _ready = property(lambda self: self._wfc_scheduler.ready,
                       lambda self, ready: self._wfc_scheduler.set_ready(ready),
                       doc="deque of the handles to run next")
-    _scheduled = _scheduler_property("scheduled", "heap of (when, sequence, TimerHandle)")
-    _closed = _scheduler_property("closed", "True once close() was called")
-    _debug = _scheduler_property("debug", "debug mode")
+    _scheduled = property(_get_scheduled, _set_scheduled,
+                          doc="heap of (when, sequence, TimerHandle)")
+    _closed = property(_get_closed, _set_closed, doc="True once close() was called")
+    _debug = property(_get_debug, _set_debug, doc="debug mode")
 
     def __init__(self, selector):
         # Made before asyncio's __init__, which sets the fields it holds.
@@ -581,6 +650,7 @@ class BaseLoop(asyncio.SelectorEventLoop):
         super().__init__(selector)
         self._wfc_dispatch = _Dispatch(self, selector)
         cls = type(self)
+        scheduler.own_clock = cls.time is BaseLoop.time
         for name in SCHEDULER_METHODS:
             if getattr(cls, name) is getattr(BaseLoop, name):
                 setattr(self, name, getattr(scheduler, name))
@@ -588,7 +658,8 @@ class BaseLoop(asyncio.SelectorEventLoop):
     def _run_once(self):
         if self._wfc_parked_readers:
             release_parked_readers(self)
-        run_once(self, <_Dispatch>self._wfc_dispatch)
+        run_once(self, <_Dispatch>self._wfc_dispatch,
+                 <_Scheduler>self._wfc_scheduler)
 
     # Scheduling callbacks: asyncio's checks, messages and Handle objects,
     # built without running Handle's Python __init__ (debug mode, which
@@ -725,79 +796,31 @@ class BaseLoop(asyncio.SelectorEventLoop):
 
     async def sock_recv(self, sock, n):
         """Receive up to n bytes from the non-blocking socket sock."""
-        check_not_ssl_socket(sock)
-        if self._debug and sock.gettimeout() != 0:
-            raise ValueError("the socket must be non-blocking")
+        check_sock_call(self, sock)
         try:
             return sock.recv(n)
         except (BlockingIOError, InterruptedError):
             pass
-        fut = self.create_future()
-        fd = sock.fileno()
-        self._ensure_fd_no_transport(fd)
-        handle = take_parked_reader(self, fd, sock)
-        if handle is not None:
-            handle._callback = self._sock_recv
-            handle._args = (fut, sock, n)
-        else:
-            handle = self._add_reader(fd, self._sock_recv, fut, sock, n)
-        fut.add_done_callback(partial(self._sock_read_done, fd, handle=handle))
-        return await fut
+        return await wait_to_read(self, sock, self._sock_recv, n)
 
     async def sock_recv_into(self, sock, buf):
         """Receive into the writable buffer buf; return the byte count."""
-        check_not_ssl_socket(sock)
-        if self._debug and sock.gettimeout() != 0:
-            raise ValueError("the socket must be non-blocking")
+        check_sock_call(self, sock)
         try:
             return sock.recv_into(buf)
         except (BlockingIOError, InterruptedError):
             pass
-        fut = self.create_future()
-        fd = sock.fileno()
-        self._ensure_fd_no_transport(fd)
-        handle = take_parked_reader(self, fd, sock)
-        if handle is not None:
-            handle._callback = self._sock_recv_into
-            handle._args = (fut, sock, buf)
-        else:
-            handle = self._add_reader(fd, self._sock_recv_into, fut, sock, buf)
-        fut.add_done_callback(partial(self._sock_read_done, fd, handle=handle))
-        return await fut
+        return await wait_to_read(self, sock, self._sock_recv_into, buf)
 
     def _sock_recv(self, fut, sock, n):
-        if fut.done():
-            return
-        try:
-            data = sock.recv(n)
-        except (BlockingIOError, InterruptedError):
-            return  # try again next time
-        except (SystemExit, KeyboardInterrupt):
-            raise
-        except BaseException as exc:
-            fut.set_exception(exc)
-        else:
-            fut.set_result(data)
+        complete_read(fut, sock.recv, n)
 
     def _sock_recv_into(self, fut, sock, buf):
-        if fut.done():
-            return
-        try:
-            nbytes = sock.recv_into(buf)
-        except (BlockingIOError, InterruptedError):
-            return  # try again next time
-        except (SystemExit, KeyboardInterrupt):
-            raise
-        except BaseException as exc:
-            fut.set_exception(exc)
-        else:
-            fut.set_result(nbytes)
+        complete_read(fut, sock.recv_into, buf)
 
     async def sock_sendall(self, sock, data):
         """Send all of data to the connected socket sock."""
-        check_not_ssl_socket(sock)
-        if self._debug and sock.gettimeout() != 0:
-            raise ValueError("the socket must be non-blocking")
+        check_sock_call(self, sock)
         try:
             n = sock.send(data)
         except (BlockingIOError, InterruptedError):
@@ -824,8 +847,8 @@ cdef bint write_buffer_is_bytearray = sys.version_info < (3, 12)
 
 class SocketTransport(selector_events._SelectorSocketTransport):
     """asyncio's socket transport with its per-event paths in C: reads into
-    the reused buffer, and writes straight to the socket while nothing is
-    buffered.  Everything else (flow control, EOF, close, sendfile, TLS
+    the reused buffer (or a BufferedProtocol's own), and writes straight to
+    the socket while nothing is buffered.  Everything else (flow control, EOF, close, sendfile, TLS
     upgrade) is asyncio's."""
 
     def _read_ready(self):
@@ -857,6 +880,51 @@ class SocketTransport(selector_events._SelectorSocketTransport):
         except BaseException as exc:
             self._fatal_error(
                 exc, 'Fatal error: protocol.data_received() call failed.')
+
+    def _read_ready__get_buffer(self):
+        cdef ssize_t n
+        cdef Py_buffer view
+        if self._conn_lost:
+            return
+        try:
+            buf = self._protocol.get_buffer(-1)
+            if not len(buf):
+                raise RuntimeError('get_buffer() returned an empty buffer')
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            self._fatal_error(
+                exc, 'Fatal error: protocol.get_buffer() call failed.')
+            return
+        try:
+            PyObject_GetBuffer(buf, &view, PyBUF_WRITABLE)
+        except BaseException:
+            # Not a writable buffer: socket.recv_into() says so in its words.
+            try:
+                self._sock.recv_into(buf)
+            except BaseException as exc:
+                self._fatal_error(exc, 'Fatal read error on socket transport')
+            return
+        n = c_recv(self._sock_fd, view.buf, view.len, 0)
+        PyBuffer_Release(&view)
+        if n < 0:
+            if errno == EAGAIN or errno == EINTR:
+                return
+            try:
+                PyErr_SetFromErrno(OSError)
+            except OSError as exc:
+                self._fatal_error(exc, 'Fatal read error on socket transport')
+            return
+        if n == 0:
+            self._read_ready__on_eof()
+            return
+        try:
+            self._protocol.buffer_updated(n)
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            self._fatal_error(
+                exc, 'Fatal error: protocol.buffer_updated() call failed.')
 
     def write(self, data):
         """Send ``data`` now when nothing is buffered and it all fits in
