@@ -255,10 +255,13 @@ def test_eventpoll_matches_select_epoll(pollers, kinds, sequence):
     assert not leaked
 
 
-@pytest.mark.parametrize("pollers", [0, 2], ids=lambda n: f"pollers={n}")
+@pytest.mark.parametrize("pollers", [0], ids=lambda n: f"pollers={n}")
 def test_a_known_sequence(pollers, no_leaks):
     """A fixed sequence through every op, as a readable example (and so the
-    differential harness itself is exercised without hypothesis' luck)."""
+    differential harness itself is exercised without hypothesis' luck).
+    Inline mode only, like the random sequences: with pollers, poll(0) may
+    miss an event a poller is still holding (the harvest-time deviation
+    below), and under load this sequence showed it."""
     run_sequence(pollers, ["eventfd", "pipe", "socketpair", "socketpair"], [
         ("register", 0, IN), ("register", 1, IN | ET), ("register", 2, IN | OUT),
         ("register", 0, IN), ("modify", 3, IN), ("unregister", 3), ("register", 4, IN),

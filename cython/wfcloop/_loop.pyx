@@ -547,6 +547,7 @@ cdef class _Scheduler:
     cdef public bint closed
     cdef public bint debug
     cdef public bint own_clock       # loop.time() is BaseLoop's (monotonic)
+    cdef public bint wakeup_pending  # a call_soon_threadsafe byte is unread
 
     def __cinit__(self, loop):
         self.loop = loop
@@ -596,9 +597,62 @@ cdef class _Scheduler:
         """The loop's clock: time.monotonic()."""
         return monotonic()
 
+    def get_debug(self):
+        """Whether debug mode is on (every Future and Task asks)."""
+        return self.debug
+
+    def call_soon_threadsafe(self, callback, *args, context=None):
+        """Like call_soon(), but thread-safe.
+
+        The self-pipe gets one byte per batch, not one per call: a byte is
+        written only when the flag says no earlier one is pending.  The
+        loop clears the flag after draining the pipe, so a caller that
+        skips the write either left a byte unread (the loop wakes up) or
+        ran while the loop was between drain and clear: awake, and about
+        to look at the ready queue, where the handle already is.  (Clearing
+        before the drain would lose a wake-up: the drain may consume a byte
+        written after the clear, leaving the flag set and no byte.)  The
+        GIL orders the flag's reads and writes and the deque's appends."""
+        if self.closed:
+            raise RuntimeError('Event loop is closed')
+        if self.debug:
+            self.loop._check_callback(callback, 'call_soon_threadsafe')
+            # Compiled methods have no frame: the handle's traceback already
+            # ends at the caller (asyncio drops its own frames from it).
+            handle = base__call_soon(self.loop, callback, args, context)
+        else:
+            handle = new_handle(callback, args, self.loop, context)
+            self.ready_append(handle)
+        if not self.wakeup_pending:
+            self.wakeup_pending = True
+            self.loop._write_to_self()
+        return handle
+
+    def create_task(self, coro, *, name=None, context=None):
+        """Schedule the coroutine coro; return its Task (asyncio 3.11's
+        contract; on 3.12+ loops keep asyncio's create_task, eager tasks
+        and all).  Compiled, this has no frame of its own, so a debug-mode
+        task's source traceback already ends at the caller."""
+        if self.closed:
+            raise RuntimeError('Event loop is closed')
+        loop = self.loop
+        factory = loop._task_factory
+        if factory is None:
+            return Task(coro, loop=loop, name=name, context=context)
+        if context is None:
+            # The legacy factory signature when no context is needed.
+            task = factory(loop, coro)
+        else:
+            task = factory(loop, coro, context=context)
+        set_task_name(task, name)
+        return task
+
 
 # The methods a Loop binds from its _Scheduler, unless a subclass overrides them.
-SCHEDULER_METHODS = ("call_soon", "call_later", "call_at", "time")
+SCHEDULER_METHODS = ("call_soon", "call_later", "call_at", "time", "get_debug",
+                     "call_soon_threadsafe")
+if sys.version_info < (3, 12):
+    SCHEDULER_METHODS += ("create_task",)
 
 
 def _get_scheduled(self):
@@ -645,8 +699,6 @@ class BaseLoop(asyncio.SelectorEventLoop):
         # (see _sock_read_done); before asyncio's __init__ adds its first
         # reader.
         self._wfc_parked_readers = {}
-        # True while a wake-up byte written by call_soon_threadsafe is unread.
-        self._wfc_wakeup_pending = False
         super().__init__(selector)
         self._wfc_dispatch = _Dispatch(self, selector)
         cls = type(self)
@@ -687,6 +739,9 @@ class BaseLoop(asyncio.SelectorEventLoop):
         """The loop's clock: time.monotonic()."""
         return monotonic()
 
+    def get_debug(self):
+        return (<_Scheduler>self._wfc_scheduler).debug
+
     def _call_soon(self, callback, args, context):
         if self._debug:
             return base__call_soon(self, callback, args, context)
@@ -695,34 +750,13 @@ class BaseLoop(asyncio.SelectorEventLoop):
         return handle
 
     def call_soon_threadsafe(self, callback, *args, context=None):
-        """Like call_soon(), but thread-safe.
-
-        The self-pipe gets one byte per batch, not one per call: a byte is
-        written only when the flag says no earlier one is pending.  The
-        loop clears the flag after draining the pipe, so a caller that
-        skips the write either left a byte unread (the loop wakes up) or
-        ran while the loop was between drain and clear: awake, and about
-        to look at the ready queue, where the handle already is.  (Clearing
-        before the drain would lose a wake-up: the drain may consume a byte
-        written after the clear, leaving the flag set and no byte.)"""
-        if self._closed:
-            raise RuntimeError('Event loop is closed')
-        if self._debug:
-            self._check_callback(callback, 'call_soon_threadsafe')
-            # Compiled methods have no frame: the handle's traceback already
-            # ends at the caller (asyncio drops its own frames from it).
-            handle = base__call_soon(self, callback, args, context)
-        else:
-            handle = new_handle(callback, args, self, context)
-            self._ready.append(handle)
-        if not self._wfc_wakeup_pending:
-            self._wfc_wakeup_pending = True
-            self._write_to_self()
-        return handle
+        """Like call_soon(), but thread-safe (one wake-up byte per batch)."""
+        return (<_Scheduler>self._wfc_scheduler).call_soon_threadsafe(
+            callback, *args, context=context)
 
     def _read_from_self(self):
         selector_events.BaseSelectorEventLoop._read_from_self(self)
-        self._wfc_wakeup_pending = False
+        (<_Scheduler>self._wfc_scheduler).wakeup_pending = False
 
     def create_future(self):
         """Create a Future object attached to the loop."""
@@ -730,21 +764,9 @@ class BaseLoop(asyncio.SelectorEventLoop):
 
     if sys.version_info < (3, 12):
         def create_task(self, coro, *, name=None, context=None):
-            """Schedule the coroutine coro; return its Task (asyncio 3.11's
-            contract; 3.12+ keep their own create_task, eager tasks and
-            all).  Compiled, this has no frame of its own, so a debug-mode
-            task's source traceback already ends at the caller."""
-            if self._closed:
-                raise RuntimeError('Event loop is closed')
-            if self._task_factory is None:
-                return Task(coro, loop=self, name=name, context=context)
-            if context is None:
-                # The legacy factory signature when no context is needed.
-                task = self._task_factory(self, coro)
-            else:
-                task = self._task_factory(self, coro, context=context)
-            set_task_name(task, name)
-            return task
+            """Schedule the coroutine coro; return its Task."""
+            return (<_Scheduler>self._wfc_scheduler).create_task(
+                coro, name=name, context=context)
 
     # sock_recv, sock_recv_into, sock_recvfrom(_into) and sock_accept wait
     # for readability with a reader registered for that one call; asyncio
