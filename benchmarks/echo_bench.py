@@ -57,6 +57,8 @@ import threading
 import time
 from pathlib import Path
 
+from eventpoll_bench import cpu_model  # benchmarks/ is the script's own folder
+
 ROOT = Path(__file__).resolve().parent.parent
 BENCH_DIR = ROOT / "benchmarks"
 BUILD_DIR = BENCH_DIR / "build"
@@ -198,15 +200,7 @@ def git_head():
 
 
 def machine_info():
-    model = None
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.lower().startswith("model name"):
-                    model = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
+    model = cpu_model()
     return {
         "cpu_count": os.cpu_count(),
         "usable_cpus": len(os.sched_getaffinity(0)),

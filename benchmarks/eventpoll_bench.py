@@ -506,16 +506,20 @@ def fmt_rate(x):
     return f"{x / 1e3:.0f} k"
 
 
-def machine_info():
-    model = None
+def cpu_model():
+    """The CPU's model name from /proc/cpuinfo, or None."""
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
                 if line.lower().startswith("model name"):
-                    model = line.split(":", 1)[1].strip()
-                    break
+                    return line.split(":", 1)[1].strip()
     except OSError:
         pass
+    return None
+
+
+def machine_info():
+    model = cpu_model()
     try:
         cc = subprocess.run([os.environ.get("CC", "cc"), "--version"],
                             capture_output=True, text=True).stdout.splitlines()[0]

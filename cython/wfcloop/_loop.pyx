@@ -383,14 +383,18 @@ cdef inline PyObject *get_slot(object obj, Py_ssize_t offset):
     return (<PyObject **>((<char *><PyObject *>obj) + offset))[0]
 
 
-cdef object new_handle(callback, tuple args, loop, context):
-    """events.Handle(callback, args, loop, context) outside debug mode,
-    without running its Python __init__; the same fields, set in place."""
-    cdef PyObject *raw = wfcloop_alloc_instance(<PyTypeObject *>Handle)
+cdef inline object alloc_handle(type cls):
+    """A new instance of asyncio's Handle or TimerHandle, fields unset."""
+    cdef PyObject *raw = wfcloop_alloc_instance(<PyTypeObject *>cls)
     if raw == NULL:
         raise MemoryError()
     handle = <object>raw
     Py_XDECREF(raw)
+    return handle
+
+
+cdef inline void init_handle(handle, callback, tuple args, loop, context) except *:
+    """Handle.__init__'s fields, outside debug mode, set in place."""
     if context is None:
         context = PyContext_CopyCurrent()
     set_slot(handle, H_CONTEXT, context)
@@ -400,25 +404,20 @@ cdef object new_handle(callback, tuple args, loop, context):
     set_slot(handle, H_CANCELLED, False)
     set_slot(handle, H_REPR, None)
     set_slot(handle, H_SOURCE_TRACEBACK, None)
+
+
+cdef object new_handle(callback, tuple args, loop, context):
+    """events.Handle(callback, args, loop, context) outside debug mode,
+    without running its Python __init__; the same fields, set in place."""
+    handle = alloc_handle(Handle)
+    init_handle(handle, callback, args, loop, context)
     return handle
 
 
 cdef object new_timer_handle(when, callback, tuple args, loop, context):
     """events.TimerHandle(...) outside debug mode, likewise."""
-    cdef PyObject *raw = wfcloop_alloc_instance(<PyTypeObject *>TimerHandle)
-    if raw == NULL:
-        raise MemoryError()
-    handle = <object>raw
-    Py_XDECREF(raw)
-    if context is None:
-        context = PyContext_CopyCurrent()
-    set_slot(handle, H_CONTEXT, context)
-    set_slot(handle, H_LOOP, loop)
-    set_slot(handle, H_CALLBACK, callback)
-    set_slot(handle, H_ARGS, args)
-    set_slot(handle, H_CANCELLED, False)
-    set_slot(handle, H_REPR, None)
-    set_slot(handle, H_SOURCE_TRACEBACK, None)
+    handle = alloc_handle(TimerHandle)
+    init_handle(handle, callback, args, loop, context)
     set_slot(handle, T_WHEN, when)
     set_slot(handle, T_SCHEDULED, False)
     return handle
