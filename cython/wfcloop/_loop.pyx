@@ -862,6 +862,25 @@ class BaseLoop(asyncio.SelectorEventLoop):
         return SocketTransport(self, sock, protocol, waiter, extra, server)
 
 
+cdef ssize_t recv_ready(transport, int fd, void *buf, size_t size) except -2:
+    """A transport's read on readiness: the byte count received, or -1 when
+    there is nothing to hand on: no data yet, end of file (reported to the
+    protocol), or an error (reported as asyncio's transport reports it)."""
+    cdef ssize_t n = c_recv(fd, buf, size, 0)
+    if n > 0:
+        return n
+    if n == 0:
+        transport._read_ready__on_eof()
+        return -1
+    if errno == EAGAIN or errno == EINTR:
+        return -1
+    try:
+        PyErr_SetFromErrno(OSError)
+    except OSError as exc:
+        transport._fatal_error(exc, 'Fatal read error on socket transport')
+    return -1
+
+
 cdef object super_write = selector_events._SelectorSocketTransport.write
 cdef bint write_buffer_is_bytearray = sys.version_info < (3, 12)
 
@@ -877,21 +896,10 @@ class SocketTransport(selector_events._SelectorSocketTransport):
 
     def _read_ready__data_received(self):
         cdef ssize_t n
-        cdef int fd
         if self._conn_lost:
             return
-        fd = self._sock_fd
-        n = c_recv(fd, read_buffer, READ_BUFFER_SIZE, 0)
+        n = recv_ready(self, self._sock_fd, read_buffer, READ_BUFFER_SIZE)
         if n < 0:
-            if errno == EAGAIN or errno == EINTR:
-                return
-            try:
-                PyErr_SetFromErrno(OSError)
-            except OSError as exc:
-                self._fatal_error(exc, 'Fatal read error on socket transport')
-            return
-        if n == 0:
-            self._read_ready__on_eof()
             return
         data = PyBytes_FromStringAndSize(read_buffer, n)
         try:
@@ -926,18 +934,11 @@ class SocketTransport(selector_events._SelectorSocketTransport):
             except BaseException as exc:
                 self._fatal_error(exc, 'Fatal read error on socket transport')
             return
-        n = c_recv(self._sock_fd, view.buf, view.len, 0)
-        PyBuffer_Release(&view)
+        try:
+            n = recv_ready(self, self._sock_fd, view.buf, view.len)
+        finally:
+            PyBuffer_Release(&view)
         if n < 0:
-            if errno == EAGAIN or errno == EINTR:
-                return
-            try:
-                PyErr_SetFromErrno(OSError)
-            except OSError as exc:
-                self._fatal_error(exc, 'Fatal read error on socket transport')
-            return
-        if n == 0:
-            self._read_ready__on_eof()
             return
         try:
             self._protocol.buffer_updated(n)
