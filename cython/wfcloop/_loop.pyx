@@ -23,7 +23,7 @@ import asyncio
 import heapq
 import selectors
 import sys
-from asyncio import base_events, constants, events, format_helpers, selector_events
+from asyncio import base_events, events, format_helpers, selector_events
 
 from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING, PyBytes_GET_SIZE
 from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_WRITABLE
@@ -37,7 +37,6 @@ from wfcloop._eventpoll cimport EventPoll, wfc_event
 
 from cpython.object cimport PyObject, PyTypeObject
 from cpython.ref cimport Py_INCREF, Py_XDECREF
-from cpython.tuple cimport PyTuple_New
 
 
 cdef extern from *:
@@ -105,7 +104,6 @@ cdef object Future = asyncio.Future
 cdef object Task = asyncio.Task
 cdef object set_task_name = getattr(asyncio.tasks, "_set_task_name", None)
 from asyncio.log import logger
-from contextvars import copy_context
 
 
 cdef inline double monotonic() noexcept nogil:
@@ -882,7 +880,6 @@ cdef ssize_t recv_ready(transport, int fd, void *buf, size_t size) except -2:
 
 
 cdef object super_write = selector_events._SelectorSocketTransport.write
-cdef bint write_buffer_is_bytearray = sys.version_info < (3, 12)
 
 
 class SocketTransport(selector_events._SelectorSocketTransport):
