@@ -6,8 +6,12 @@ Servers (each a fresh subprocess per run, started with --port 0, killed after):
 
   wfcloop           examples/echo_<mode>.py --loop wfcloop (default pollers:
                     wfcloop.default_pollers(), inline mode on <= 2 CPUs)
-  wfcloop-pollers   the same with --pollers N (--poller-count, default 2)
+  wfcloop-pollers   the same with --pollers N (--poller-count, default 2):
+                    adaptive poller mode, the default (pollers parked while
+                    the loop thread reading the kernel itself does as well)
   wfcloop-pK        the same with --pollers K (any K; the pollers table uses them)
+  wfcloop-pK-pinned the same with WFCLOOP_ADAPTIVE=0: the pollers always read
+                    the kernel and hand every event over (the seed's design)
   uvloop            examples/echo_<mode>.py --loop uvloop
   asyncio           examples/echo_<mode>.py --loop asyncio
   c-server          benchmarks/c_echo_server.c: one thread, epoll (the limit)
@@ -92,7 +96,8 @@ PROFILES = {
                  conns="10,100,1000", rounds=5, duration=2.0, warmup=0.5,
                  pollers_table=True),
 }
-POLLERS_TABLE = dict(mode="protocol", size=1024, conns="10,100,1000", pollers="0,1,2,4")
+POLLERS_TABLE = dict(mode="protocol", size=1024, conns="10,100,1000", pollers="0,1,2,4",
+                     pinned="1,2,4")
 
 LISTENING = re.compile(r"^listening on (?:\[(?P<v6>[^\]]+)\]|(?P<v4>[\d.]+)):(?P<port>\d+) \((?P<what>[^)]*)\)$")
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -260,9 +265,11 @@ def server_command(server, mode, a):
         return base + ["--loop", "wfcloop"]
     if server == "wfcloop-pollers":
         return base + ["--loop", "wfcloop", "--pollers", str(a.poller_count)]
-    m = re.fullmatch(r"wfcloop-p(\d+)", server)
+    m = re.fullmatch(r"wfcloop-p(\d+)(-pinned)?", server)
     if m:
-        return base + ["--loop", "wfcloop", "--pollers", m[1]]
+        # -pinned: the pollers always read the kernel (no adaptive parking)
+        env = ["env", "WFCLOOP_ADAPTIVE=0"] if m[2] else []
+        return env + base + ["--loop", "wfcloop", "--pollers", m[1]]
     if server in ("uvloop", "asyncio"):
         return base + ["--loop", server]
     return None
@@ -632,14 +639,21 @@ def render_md(head, rows):
     return "\n".join(out)
 
 
-def pollers_table(summary, pollers, conns):
+def pollers_servers(pollers, pinned):
+    """The pollers table's wfcloop variants: adaptive, then pinned."""
+    return [f"wfcloop-p{k}" for k in pollers] + [f"wfcloop-p{k}-pinned" for k in pinned]
+
+
+def pollers_table(summary, pollers, pinned, conns):
     """Throughput against pollers (rows: connections) with ×uvloop."""
-    head = ["connections"] + [f"pollers={p}" for p in pollers] + ["uvloop"]
+    names = pollers_servers(pollers, pinned)
+    head = (["connections"] + [f"pollers={p}" for p in pollers]
+            + [f"pollers={p} pinned" for p in pinned] + ["uvloop"])
     rows = []
     for c in conns:
         row = [str(c)]
-        for p in pollers:
-            r = next((s for s in summary if s["server"] == f"wfcloop-p{p}" and s["conns"] == c), None)
+        for name in names:
+            r = next((s for s in summary if s["server"] == name and s["conns"] == c), None)
             if r is None or r["rounds_ok"] == 0:
                 row.append("failed")
             else:
@@ -828,7 +842,8 @@ def main(argv=None):
         pconns = parse_list(POLLERS_TABLE["conns"])
         pcells = [dict(mode=POLLERS_TABLE["mode"], size=POLLERS_TABLE["size"], conns=c)
                   for c in pconns]
-        pservers = [f"wfcloop-p{k}" for k in pollers] + (["uvloop"] if "uvloop" in servers else [])
+        pservers = (pollers_servers(pollers, parse_list(POLLERS_TABLE["pinned"]))
+                    + (["uvloop"] if "uvloop" in servers else []))
     per_run = a.warmup + a.duration + 0.5
     est = per_run * a.rounds * (len(cells) * len(servers) + len(pcells) * len(pservers)
                                 + len(http_cells) * len(http_servers) * 1.5)
@@ -865,10 +880,12 @@ def main(argv=None):
     md = "\n".join("- " + h for h in header) + "\n\n" + render_md(head, rows)
     if psummary:
         phead, prows = pollers_table(psummary, parse_list(POLLERS_TABLE["pollers"]),
+                                     parse_list(POLLERS_TABLE["pinned"]),
                                      parse_list(POLLERS_TABLE["conns"]))
         ptab = (phead, prows)
-        ptitle = (f"Poller mode: protocol, 1 KiB, req/s by pollers (median; ×uv = paired "
-                  f"ratio to uvloop); target: ≥1.0×uvloop at 100 connections")
+        ptitle = ("Poller mode: protocol, 1 KiB, req/s by pollers (median; ×uv = paired "
+                  "ratio to uvloop); adaptive (the default) and pinned (WFCLOOP_ADAPTIVE=0); "
+                  "target: ≥1.0×uvloop at 100 connections")
         text += "\n\n" + ptitle + "\n" + render_text(phead, prows)
         md += "\n\n" + ptitle + "\n\n" + render_md(phead, prows)
         pt = [target_text(r["targets"]) for r in psummary if r["targets"]]

@@ -94,6 +94,32 @@
  *   before a later read of the other).  A poller whose append found the
  *   list non-empty never wakes: the one that made it non-empty did, or the
  *   consumer had not gone to sleep yet and will see the list non-empty.
+ *
+ * PHASES (poller mode only; the consumer alone switches them)
+ *   POLLERS  the poller threads read the kernel and feed the ready list, as
+ *            above.  Level-triggered items carry our EPOLLONESHOT.
+ *   INLINE   the pollers are parked on park_cond and the consumer reads the
+ *            kernel itself, exactly as in inline mode: no hand-off, no
+ *            wake-up.  A level-triggered item is re-armed without
+ *            EPOLLONESHOT the next time it is delivered (item->k_oneshot
+ *            says which kind the kernel holds), after which it needs no
+ *            EPOLL_CTL_MOD per event.
+ *   Switching to INLINE (park_pollers): park_request = 1, then park_efd,
+ *   level-triggered in the kernel epoll, is made readable, so every poller
+ *   blocked in epoll_wait returns in turn; each finishes its batch (its
+ *   appends), then counts itself in `parked` under park_lock and waits.
+ *   The consumer waits until all are parked (so nothing reaches the ready
+ *   list behind its back while it blocks in epoll_wait itself), then
+ *   empties park_efd.  Switching to POLLERS (unpark_pollers): under
+ *   ctl_lock, every item armed without our EPOLLONESHOT gets it back
+ *   (O(items delivered since the switch to INLINE), the pollers are still
+ *   parked, so no event can reach two threads), then park_request = 0 and
+ *   park_cond is broadcast.  The phase only changes at the start of a
+ *   wfc_ep_wait() call, by the thread that calls it, so the consumer is
+ *   never asleep in the wrong place (blocked in epoll_wait while pollers
+ *   run, or on wake_efd while they are parked).  Adaptive mode picks the
+ *   phase from what it measures (adapt_phase); without it the phase is
+ *   POLLERS unless wfc_ep_request_phase() asks otherwise.
  */
 #define _GNU_SOURCE
 #include "eventpoll_core.h"
@@ -127,6 +153,7 @@
 
 #define TAG_STOP UINT64_MAX            /* the stop eventfd */
 #define TAG_PROBE (UINT64_MAX - 1)     /* errno probes of unknown fds */
+#define TAG_PARK (UINT64_MAX - 2)      /* the park eventfd */
 
 #define POLLER_BATCH 64
 #define HARVEST_BATCH 64
@@ -153,6 +180,7 @@ struct wfc_item {
     uint64_t data;
     uint32_t idx;              /* this slot's index; constant */
     uint8_t rearm_pending;     /* in rearm_vec and not re-armed yet */
+    uint8_t k_oneshot;         /* level-triggered, armed with our EPOLLONESHOT */
     int out_index;             /* where the wait with stamp out_stamp put it */
     uint64_t out_stamp;
 };
@@ -180,6 +208,7 @@ struct wfc_ep {
     int kfd;                   /* the kernel epoll instance */
     int stop_efd;              /* in kfd, level-triggered: written once at shutdown */
     int wake_efd;              /* consumer's sleep; written by pollers */
+    int park_efd;              /* in kfd, level-triggered: readable while pollers must park */
     int npollers;
     int ready_kind;
     struct poller *pollers;
@@ -221,6 +250,29 @@ struct wfc_ep {
 
     struct harvest_stats inline_stats;
     _Atomic uint64_t sleeps, splices, delivered, rearms, reaped, registered;
+
+    /* Phases (see PHASES).  `phase` is written only by the consumer with
+     * ctl_lock held, and read by the consumer or under ctl_lock. */
+    int phase;
+    pthread_mutex_t park_lock;
+    pthread_cond_t park_cond;     /* pollers wait here while parked */
+    pthread_cond_t parked_cond;   /* the consumer waits here for `parked` */
+    _Atomic int park_request;     /* 1: pollers must park; see poller_main */
+    int parked;                   /* pollers parked; park_lock */
+    /* Set by any thread, taken by the consumer at its next wait (relaxed
+     * exchange: the phase it names is the whole message). */
+    _Atomic int phase_request;    /* -1: none */
+    _Atomic int adaptive;         /* relaxed: a setting, read each wait */
+    _Atomic uint64_t phase_switches;
+    struct adapt_state {          /* the consumer's only */
+        int64_t window_start_ns;
+        int64_t slept_ns;         /* blocked in a wait, this window */
+        uint64_t delivered_at_start;
+        int stage;                /* ADAPT_STEADY, _WARMUP, _MEASURE */
+        double baseline_rate;     /* events/s in the phase we probed away from */
+        int64_t next_probe_ns;
+        int64_t backoff_ns;
+    } adapt;
 };
 
 #define STAT_ADD(field, n) atomic_fetch_add_explicit(&(field), (n), memory_order_relaxed)
@@ -312,20 +364,35 @@ static inline bool level_triggered(uint32_t mask)
     return !(mask & (EPOLLET | EPOLLONESHOT));
 }
 
-/* The mask the kernel gets for the user's mask; see KERNEL REGISTRATION. */
+/* Consumer or ctl_lock held: whether poller threads read the kernel now. */
+static inline bool pollers_active(const wfc_ep *ep)
+{
+    return ep->npollers > 0 && ep->phase == WFC_PHASE_POLLERS;
+}
+
+/* The mask the kernel gets for the user's mask; see KERNEL REGISTRATION
+ * and PHASES. */
 static inline uint32_t kernel_mask(const wfc_ep *ep, uint32_t mask)
 {
     if ((mask & EPOLLET) && !(mask & EPOLLONESHOT))
         return mask;
-    if (ep->npollers == 0 && level_triggered(mask))
+    if (!pollers_active(ep) && level_triggered(mask))
         return mask;
     return mask | EPOLLONESHOT;
 }
 
-/* Whether a delivered item must be re-armed before it can fire again. */
-static inline bool rearmed_after_delivery(const wfc_ep *ep, uint32_t mask)
+/* ctl_lock held: kernel_mask() for an item about to be (re-)armed with it;
+ * records whether the kernel will hold our EPOLLONESHOT. */
+static inline uint32_t arm_mask(const wfc_ep *ep, struct wfc_item *item)
 {
-    return ep->npollers > 0 && level_triggered(mask);
+    item->k_oneshot = level_triggered(item->mask) && pollers_active(ep);
+    return kernel_mask(ep, item->mask);
+}
+
+/* Whether a delivered item must be re-armed before it can fire again. */
+static inline bool rearmed_after_delivery(const struct wfc_item *item)
+{
+    return item->k_oneshot;
 }
 
 /*
@@ -489,6 +556,25 @@ static void wake_consumer_if_sleeping(wfc_ep *ep, struct harvest_stats *st)
     }
 }
 
+/* A poller asked to park (PHASES): count ourselves parked and wait until
+ * the consumer unparks us or shutdown begins.  Our appends so far happen
+ * before the consumer sees `parked` reach npollers (park_lock). */
+static void poller_park(wfc_ep *ep)
+{
+    pthread_mutex_lock(&ep->park_lock);
+    if (atomic_load_explicit(&ep->park_request, memory_order_relaxed)) {
+        ep->parked++;
+        pthread_cond_signal(&ep->parked_cond);
+        /* Relaxed loads: park_lock orders them against the writers, which
+         * change both (or broadcast) with park_lock held. */
+        while (atomic_load_explicit(&ep->park_request, memory_order_relaxed)
+               && !atomic_load_explicit(&ep->closing, memory_order_relaxed))
+            pthread_cond_wait(&ep->park_cond, &ep->park_lock);
+        ep->parked--;
+    }
+    pthread_mutex_unlock(&ep->park_lock);
+}
+
 static void *poller_main(void *arg)
 {
     struct poller *p = arg;
@@ -496,7 +582,17 @@ static void *poller_main(void *arg)
     struct epoll_event evs[POLLER_BATCH];
 
     for (;;) {
-        int n = epoll_wait(ep->kfd, evs, POLLER_BATCH, -1);
+        int n;
+
+        /* Acquire: pairs with the release stores in park_pollers and
+         * unpark_pollers.  Only a hint: the decision to wait is taken again
+         * under park_lock, and a poller that misses a park request here is
+         * woken by park_efd, which stays readable until all are parked. */
+        if (atomic_load_explicit(&ep->park_request, memory_order_acquire))
+            poller_park(ep);
+        if (atomic_load_explicit(&ep->closing, memory_order_acquire))
+            break;
+        n = epoll_wait(ep->kfd, evs, POLLER_BATCH, -1);
         bool stop = false, found_empty = false;
 
         if (n < 0) {
@@ -514,6 +610,8 @@ static void *poller_main(void *arg)
                 stop = true;
                 continue;
             }
+            if (evs[i].data.u64 == TAG_PARK)
+                continue;   /* parks at the top of the loop, after this batch */
             item = mark_ready(ep, evs[i].data.u64, evs[i].events, &p->stats);
             if (item != NULL && ready_push(ep, item)) {
                 found_empty = true;
@@ -529,6 +627,13 @@ static void *poller_main(void *arg)
         if (stop || atomic_load_explicit(&ep->closing, memory_order_acquire))
             break;
     }
+    /* A poller that is gone counts as parked for good: it appends
+     * nothing more, and a consumer parking the pollers must not wait for
+     * it. */
+    pthread_mutex_lock(&ep->park_lock);
+    ep->parked++;
+    pthread_cond_signal(&ep->parked_cond);
+    pthread_mutex_unlock(&ep->park_lock);
     return NULL;
 }
 
@@ -549,7 +654,7 @@ static int harvest_inline(wfc_ep *ep, int timeout_ms)
     STAT_ADD(ep->inline_stats.harvested, (uint64_t)n);
     for (int i = 0; i < n; i++) {
         struct wfc_item *item;
-        if (evs[i].data.u64 == TAG_STOP)
+        if (evs[i].data.u64 == TAG_STOP || evs[i].data.u64 == TAG_PARK)
             continue;
         item = mark_ready(ep, evs[i].data.u64, evs[i].events, &ep->inline_stats);
         if (item != NULL)
@@ -604,7 +709,7 @@ static void schedule_rearm(wfc_ep *ep, uint32_t idx, struct wfc_item *item, uint
         uint64_t *p = realloc(ep->rearm_vec, cap * sizeof(*p));
         if (p == NULL) {
             /* No room to defer it: re-arm now (still after IDLE). */
-            struct epoll_event ev = {kernel_mask(ep, item->mask), {.u64 = make_tag(idx, gen)}};
+            struct epoll_event ev = {arm_mask(ep, item), {.u64 = make_tag(idx, gen)}};
             epoll_ctl(ep->kfd, EPOLL_CTL_MOD, item->fd, &ev);
             STAT_ADD(ep->rearms, 1);
             return;
@@ -647,7 +752,7 @@ static void rearm_delivered(wfc_ep *ep)
         item->rearm_pending = 0;
         if (w_state(w) != ST_IDLE)
             continue;
-        struct epoll_event ev = {kernel_mask(ep, item->mask), {.u64 = tag}};
+        struct epoll_event ev = {arm_mask(ep, item), {.u64 = tag}};
         STAT_ADD(ep->rearms, 1);
         if (epoll_ctl(ep->kfd, EPOLL_CTL_MOD, item->fd, &ev) < 0) {
             /* The fd was closed (the kernel dropped it) or its number now
@@ -698,7 +803,7 @@ static int deliver(wfc_ep *ep, wfc_event *out, int n, int maxevents, uint64_t st
         w = atomic_exchange_explicit(&item->word, w_make(w_gen(w), 0, ST_IDLE),
                                      memory_order_acq_rel);
         revents = w_events(w) & (item->mask | EPOLLERR | EPOLLHUP) & WFC_EVENT_BITS;
-        if (rearmed_after_delivery(ep, item->mask)
+        if (rearmed_after_delivery(item)
             || (revents == 0 && (item->mask & EPOLLONESHOT)))
             schedule_rearm(ep, idx, item, w_gen(w));
         if (revents == 0)
@@ -716,6 +821,13 @@ static int deliver(wfc_ep *ep, wfc_event *out, int n, int maxevents, uint64_t st
     }
     STAT_ADD(ep->delivered, (uint64_t)(n - first_new));
     return n;
+}
+
+static int64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
 static int64_t now_ms(void)
@@ -780,12 +892,238 @@ void wfc_ep_set_snapshot(wfc_ep *ep, int on)
     ep->snapshot = on;
 }
 
+/* A blocking step of wfc_ep_wait; the adaptive rule counts its time. */
+static int timed_wait(wfc_ep *ep, int wait_ms, int (*step)(wfc_ep *, int))
+{
+    int64_t t0;
+    int r;
+
+    if (wait_ms == 0 || !atomic_load_explicit(&ep->adaptive, memory_order_relaxed))
+        return step(ep, wait_ms);
+    t0 = now_ns();
+    r = step(ep, wait_ms);
+    ep->adapt.slept_ns += now_ns() - t0;
+    return r;
+}
+
 static int deliver_locked(wfc_ep *ep, wfc_event *out, int n, int maxevents, uint64_t stamp)
 {
     pthread_mutex_lock(&ep->ctl_lock);
     n = deliver(ep, out, n, maxevents, stamp);
     pthread_mutex_unlock(&ep->ctl_lock);
     return n;
+}
+
+/* ------------------------------------------------------------- phases */
+
+/* Consumer, no lock held: POLLERS -> INLINE (see PHASES). */
+static void park_pollers(wfc_ep *ep)
+{
+    uint64_t one = 1, count;
+    ssize_t r;
+
+    pthread_mutex_lock(&ep->park_lock);
+    /* Release: pairs with the pollers' acquire hint in poller_main. */
+    atomic_store_explicit(&ep->park_request, 1, memory_order_release);
+    pthread_mutex_unlock(&ep->park_lock);
+    r = write(ep->park_efd, &one, sizeof(one));
+    pthread_mutex_lock(&ep->park_lock);
+    while (ep->parked < ep->npollers && !atomic_load_explicit(&ep->closing, memory_order_relaxed))
+        pthread_cond_wait(&ep->parked_cond, &ep->park_lock);
+    pthread_mutex_unlock(&ep->park_lock);
+    /* Every poller is parked (or shutdown began): nobody needs the fd. */
+    r = read(ep->park_efd, &count, sizeof(count));
+    (void)r;
+    pthread_mutex_lock(&ep->ctl_lock);
+    ep->phase = WFC_PHASE_INLINE;
+    pthread_mutex_unlock(&ep->ctl_lock);
+    STAT_ADD(ep->phase_switches, 1);
+}
+
+/* Consumer, no lock held: INLINE -> POLLERS (see PHASES). */
+static void unpark_pollers(wfc_ep *ep)
+{
+    pthread_mutex_lock(&ep->ctl_lock);
+    ep->phase = WFC_PHASE_POLLERS;
+    /* The pollers are parked: the kernel is ours alone while items armed
+     * level-triggered get their EPOLLONESHOT back. */
+    for (uint32_t idx = 0; idx < ep->nslots; idx++) {
+        struct wfc_item *item = slot_lookup(ep, idx);
+        /* Relaxed: no poller runs; every other writer holds ctl_lock. */
+        unsigned st = w_state(atomic_load_explicit(&item->word, memory_order_relaxed));
+        struct epoll_event ev;
+
+        if ((st != ST_IDLE && st != ST_READY) || item->k_oneshot || !level_triggered(item->mask))
+            continue;
+        ev.events = arm_mask(ep, item);
+        ev.data.u64 = make_tag(idx, w_gen(atomic_load_explicit(&item->word, memory_order_relaxed)));
+        STAT_ADD(ep->rearms, 1);
+        if (epoll_ctl(ep->kfd, EPOLL_CTL_MOD, item->fd, &ev) < 0) {
+            /* Closed behind our back: gone, as from a kernel epoll. */
+            int fd = item->fd;
+            retire_item(ep, idx, item);
+            unmap_if(ep, fd, idx);
+        }
+    }
+    pthread_mutex_unlock(&ep->ctl_lock);
+    pthread_mutex_lock(&ep->park_lock);
+    /* Release: pairs with the pollers' acquire hint; the waiters read it
+     * under park_lock. */
+    atomic_store_explicit(&ep->park_request, 0, memory_order_release);
+    pthread_cond_broadcast(&ep->park_cond);
+    pthread_mutex_unlock(&ep->park_lock);
+    STAT_ADD(ep->phase_switches, 1);
+}
+
+static void switch_phase(wfc_ep *ep, int phase)
+{
+    if (phase == ep->phase)
+        return;
+    if (phase == WFC_PHASE_INLINE)
+        park_pollers(ep);
+    else
+        unpark_pollers(ep);
+}
+
+/*
+ * ADAPTIVE RULE (consumer, at the start of each wait; poller mode only).
+ * Time is cut in windows of ADAPT_WINDOW_NS.  For each window we know the
+ * events delivered (rate) and how long the consumer was blocked in a wait
+ * (busy = 1 - blocked/wall).  The I/O stays inline while the consumer has
+ * slack: a thread that would otherwise sleep reads the kernel for free, and
+ * a hand-off costs a wake-up and an EPOLL_CTL_MOD per event.  When a window
+ * finds the consumer saturated (busy >= ADAPT_BUSY) the pollers are tried:
+ * ADAPT_WARMUP_NS to warm up, then one window measured; they stay only if they deliver
+ * ADAPT_GAIN more events per second than the inline window before, else the
+ * next try waits twice as long (ADAPT_BACKOFF_MIN_NS .. _MAX_NS).  In the
+ * POLLERS phase, a consumer with slack (busy < ADAPT_IDLE) goes back
+ * inline; a saturated one re-checks inline every ADAPT_RECHECK_NS and keeps
+ * the pollers unless inline does at least as well (within ADAPT_TIE).
+ * A window with fewer than ADAPT_MIN_EVENTS events is light load: inline.
+ */
+#define ADAPT_WINDOW_NS 100000000LL        /* 100 ms */
+#define ADAPT_WARMUP_NS 20000000LL         /* 20 ms */
+#define ADAPT_MIN_EVENTS 1000
+#define ADAPT_BUSY 0.90
+#define ADAPT_IDLE 0.50
+#define ADAPT_GAIN 1.10
+#define ADAPT_TIE 0.95
+#define ADAPT_BACKOFF_MIN_NS 2000000000LL  /* 2 s */
+#define ADAPT_BACKOFF_MAX_NS 64000000000LL /* 64 s */
+#define ADAPT_RECHECK_NS 10000000000LL     /* 10 s */
+enum { ADAPT_STEADY, ADAPT_WARMUP, ADAPT_MEASURE };
+
+static void adapt_window_end(wfc_ep *ep, struct adapt_state *a, int64_t now, double rate, double busy)
+{
+    switch (a->stage) {
+    case ADAPT_STEADY:
+        if (ep->phase == WFC_PHASE_INLINE) {
+            if (busy >= ADAPT_BUSY && now >= a->next_probe_ns) {
+                a->baseline_rate = rate;
+                a->stage = ADAPT_WARMUP;
+                switch_phase(ep, WFC_PHASE_POLLERS);
+            }
+        } else if (busy < ADAPT_IDLE) {
+            a->next_probe_ns = now + a->backoff_ns;
+            switch_phase(ep, WFC_PHASE_INLINE);
+        } else if (now >= a->next_probe_ns) {
+            a->baseline_rate = rate;
+            a->stage = ADAPT_WARMUP;
+            switch_phase(ep, WFC_PHASE_INLINE);
+        }
+        break;
+    case ADAPT_WARMUP:   /* adapt_phase() ends it without a verdict */
+        break;
+    case ADAPT_MEASURE:
+        a->stage = ADAPT_STEADY;
+        if (ep->phase == WFC_PHASE_POLLERS) {
+            if (rate > a->baseline_rate * ADAPT_GAIN) {
+                a->backoff_ns = ADAPT_BACKOFF_MIN_NS;
+                a->next_probe_ns = now + ADAPT_RECHECK_NS;
+            } else {
+                a->backoff_ns = a->backoff_ns * 2 < ADAPT_BACKOFF_MAX_NS
+                              ? a->backoff_ns * 2 : ADAPT_BACKOFF_MAX_NS;
+                a->next_probe_ns = now + a->backoff_ns;
+                switch_phase(ep, WFC_PHASE_INLINE);
+            }
+        } else if (rate >= a->baseline_rate * ADAPT_TIE) {
+            a->next_probe_ns = now + a->backoff_ns;
+        } else {
+            a->next_probe_ns = now + ADAPT_RECHECK_NS;
+            switch_phase(ep, WFC_PHASE_POLLERS);
+        }
+        break;
+    }
+}
+
+/* Consumer, at the start of a wait: apply a requested phase, or let the
+ * adaptive rule decide when a window ends. */
+static void adapt_phase(wfc_ep *ep)
+{
+    struct adapt_state *a = &ep->adapt;
+    int req = atomic_exchange_explicit(&ep->phase_request, -1, memory_order_relaxed);
+    int64_t now, wall;
+    uint64_t delivered;
+
+    if (req >= 0)
+        switch_phase(ep, req);
+    if (!atomic_load_explicit(&ep->adaptive, memory_order_relaxed))
+        return;
+    now = now_ns();
+    if (a->window_start_ns == 0) {
+        a->window_start_ns = now;
+        a->next_probe_ns = now + a->backoff_ns;
+        a->delivered_at_start = atomic_load_explicit(&ep->delivered, memory_order_relaxed);
+        return;
+    }
+    wall = now - a->window_start_ns;
+    if (wall < (a->stage == ADAPT_WARMUP ? ADAPT_WARMUP_NS : ADAPT_WINDOW_NS))
+        return;
+    /* Relaxed: the consumer is the only thread that adds to `delivered`. */
+    delivered = atomic_load_explicit(&ep->delivered, memory_order_relaxed);
+    if (a->stage == ADAPT_WARMUP) {
+        a->stage = ADAPT_MEASURE;   /* what it measured is the switch's cost */
+    } else if (delivered - a->delivered_at_start >= ADAPT_MIN_EVENTS) {
+        double busy = 1.0 - (double)a->slept_ns / (double)wall;
+        double rate = (double)(delivered - a->delivered_at_start) * 1e9 / (double)wall;
+        adapt_window_end(ep, a, now, rate, busy);
+        now = now_ns();   /* a switch takes time; start the window after it */
+    } else if (a->stage != ADAPT_STEADY || ep->phase == WFC_PHASE_POLLERS) {
+        /* Light load, or it went away in the middle of a try: inline. */
+        a->stage = ADAPT_STEADY;
+        a->next_probe_ns = now + a->backoff_ns;
+        switch_phase(ep, WFC_PHASE_INLINE);
+        now = now_ns();
+    }
+    a->window_start_ns = now;
+    a->slept_ns = 0;
+    a->delivered_at_start = atomic_load_explicit(&ep->delivered, memory_order_relaxed);
+}
+
+void wfc_ep_set_adaptive(wfc_ep *ep, int on)
+{
+    atomic_store_explicit(&ep->adaptive, on, memory_order_relaxed);
+    if (on && ep->npollers > 0)
+        atomic_store_explicit(&ep->phase_request, WFC_PHASE_INLINE, memory_order_relaxed);
+}
+
+int wfc_ep_request_phase(wfc_ep *ep, int phase)
+{
+    if (phase != WFC_PHASE_POLLERS && phase != WFC_PHASE_INLINE)
+        return -EINVAL;
+    if (ep->npollers == 0)
+        return phase == WFC_PHASE_INLINE ? 0 : -EINVAL;
+    atomic_store_explicit(&ep->phase_request, phase, memory_order_relaxed);
+    return 0;
+}
+
+int wfc_ep_phase(wfc_ep *ep)
+{
+    int phase;
+    pthread_mutex_lock(&ep->ctl_lock);
+    phase = ep->npollers == 0 ? WFC_PHASE_INLINE : ep->phase;
+    pthread_mutex_unlock(&ep->ctl_lock);
+    return phase;
 }
 
 int wfc_ep_wait(wfc_ep *ep, wfc_event *out, int maxevents, int timeout_ms)
@@ -796,6 +1134,8 @@ int wfc_ep_wait(wfc_ep *ep, wfc_event *out, int maxevents, int timeout_ms)
 
     if (maxevents <= 0)
         return -EINVAL;
+    if (ep->npollers > 0)
+        adapt_phase(ep);
     pthread_mutex_lock(&ep->ctl_lock);
     stamp = ++ep->wait_stamp;
     rearm_delivered(ep);
@@ -806,7 +1146,7 @@ int wfc_ep_wait(wfc_ep *ep, wfc_event *out, int maxevents, int timeout_ms)
 
         n = deliver_locked(ep, out, 0, maxevents, stamp);
         if (n > 0) {
-            if (ep->npollers > 0 && ep->snapshot && n < maxevents) {
+            if (pollers_active(ep) && ep->snapshot && n < maxevents) {
                 settle(ep);
                 n = deliver_locked(ep, out, n, maxevents, stamp);
             }
@@ -824,8 +1164,8 @@ int wfc_ep_wait(wfc_ep *ep, wfc_event *out, int maxevents, int timeout_ms)
             wait_ms = left > 0 ? (int)left : 0;
         }
 
-        if (ep->npollers == 0) {
-            r = harvest_inline(ep, wait_ms);
+        if (!pollers_active(ep)) {
+            r = timed_wait(ep, wait_ms, harvest_inline);
             if (r < 0)
                 return r;
             /* The last, non-blocking look, or the wait timed out: return
@@ -846,7 +1186,7 @@ int wfc_ep_wait(wfc_ep *ep, wfc_event *out, int maxevents, int timeout_ms)
         }
         if (r > 0)
             continue;
-        r = sleep_on_ready_list(ep, wait_ms);
+        r = timed_wait(ep, wait_ms, sleep_on_ready_list);
         if (r < 0)
             return r;
     }
@@ -882,11 +1222,11 @@ int wfc_ep_add(wfc_ep *ep, int fd, uint32_t events, uint64_t data)
     item->data = data;
     item->rearm_pending = 0;
     item->out_stamp = 0;   /* a new registration was in no earlier wait's out[] */
+    ev.events = arm_mask(ep, item);
     /* Release: IDLE before the kernel knows the tag, so the very first
      * event finds the item ready to be marked. */
     atomic_store_explicit(&item->word, w_make(gen, 0, ST_IDLE), memory_order_release);
 
-    ev.events = kernel_mask(ep, events);
     ev.data.u64 = make_tag((uint32_t)idx, gen);
     if (epoll_ctl(ep->kfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
         err = errno;
@@ -921,6 +1261,7 @@ int wfc_ep_mod(wfc_ep *ep, int fd, uint32_t events, uint64_t data)
     struct wfc_item *item;
     int64_t idx;
     uint32_t gen;
+    bool k_oneshot;
 
     if (events & EPOLLEXCLUSIVE)
         return -EINVAL;
@@ -941,6 +1282,7 @@ int wfc_ep_mod(wfc_ep *ep, int fd, uint32_t events, uint64_t data)
     item = slot_lookup(ep, (uint32_t)idx);
     gen = w_gen(atomic_load_explicit(&item->word, memory_order_acquire));
     ev.events = kernel_mask(ep, events);
+    k_oneshot = level_triggered(events) && pollers_active(ep);
     ev.data.u64 = make_tag((uint32_t)idx, gen);
     if (epoll_ctl(ep->kfd, EPOLL_CTL_MOD, fd, &ev) < 0) {
         int err = errno;
@@ -956,6 +1298,7 @@ int wfc_ep_mod(wfc_ep *ep, int fd, uint32_t events, uint64_t data)
     item->mask = events;
     item->data = data;
     item->rearm_pending = 0;
+    item->k_oneshot = k_oneshot;
     pthread_mutex_unlock(&ep->ctl_lock);
     return 0;
 }
@@ -994,10 +1337,16 @@ int wfc_ep_create(wfc_ep **out, int npollers, int kfd, int ready_list_kind)
     if (posix_memalign((void **)&ep, WFCQ_CACHE_LINE, sizeof(*ep)) != 0)
         return -ENOMEM;
     memset(ep, 0, sizeof(*ep));
-    ep->kfd = ep->stop_efd = ep->wake_efd = -1;
+    ep->kfd = ep->stop_efd = ep->wake_efd = ep->park_efd = -1;
     ep->npollers = npollers;
     ep->ready_kind = ready_list_kind;
     ep->snapshot = 1;
+    ep->phase = WFC_PHASE_POLLERS;
+    atomic_init(&ep->phase_request, -1);
+    ep->adapt.backoff_ns = ADAPT_BACKOFF_MIN_NS;
+    pthread_mutex_init(&ep->park_lock, NULL);
+    pthread_cond_init(&ep->park_cond, NULL);
+    pthread_cond_init(&ep->parked_cond, NULL);
     wfcq_init(&ep->ready_head, &ep->ready_tail);
     wfcq_init(&ep->txn_head, &ep->txn_tail);
     pthread_mutex_init(&ep->ready_lock, NULL);
@@ -1011,13 +1360,16 @@ int wfc_ep_create(wfc_ep **out, int npollers, int kfd, int ready_list_kind)
     }
     ep->stop_efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     ep->wake_efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    if (ep->stop_efd < 0 || ep->wake_efd < 0) {
+    ep->park_efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (ep->stop_efd < 0 || ep->wake_efd < 0 || ep->park_efd < 0) {
         err = errno;
         goto fail;
     }
     {
         struct epoll_event ev = {EPOLLIN, {.u64 = TAG_STOP}};
-        if (epoll_ctl(ep->kfd, EPOLL_CTL_ADD, ep->stop_efd, &ev) < 0) {
+        struct epoll_event park = {EPOLLIN, {.u64 = TAG_PARK}};
+        if (epoll_ctl(ep->kfd, EPOLL_CTL_ADD, ep->stop_efd, &ev) < 0
+            || epoll_ctl(ep->kfd, EPOLL_CTL_ADD, ep->park_efd, &park) < 0) {
             err = errno;
             goto fail;
         }
@@ -1078,6 +1430,13 @@ void wfc_ep_shutdown(wfc_ep *ep)
     if (ep->wake_efd >= 0)
         r = write(ep->wake_efd, &one, sizeof(one));
     (void)r;
+    /* Parked pollers and a consumer waiting for them check `closing` under
+     * park_lock: broadcasting under it cannot slip between their check and
+     * their wait. */
+    pthread_mutex_lock(&ep->park_lock);
+    pthread_cond_broadcast(&ep->park_cond);
+    pthread_cond_broadcast(&ep->parked_cond);
+    pthread_mutex_unlock(&ep->park_lock);
 }
 
 void wfc_ep_enter(wfc_ep *ep)
@@ -1114,6 +1473,8 @@ void wfc_ep_destroy(wfc_ep *ep, int in_forked_child)
         close(ep->stop_efd);
     if (ep->wake_efd >= 0)
         close(ep->wake_efd);
+    if (ep->park_efd >= 0)
+        close(ep->park_efd);
     if (ep->kfd >= 0)
         close(ep->kfd);
     for (uint32_t c = 0; c < MAX_CHUNKS; c++) {
@@ -1130,6 +1491,9 @@ void wfc_ep_destroy(wfc_ep *ep, int in_forked_child)
     if (!in_forked_child) {
         pthread_mutex_destroy(&ep->ready_lock);
         pthread_mutex_destroy(&ep->ctl_lock);
+        pthread_mutex_destroy(&ep->park_lock);
+        pthread_cond_destroy(&ep->park_cond);
+        pthread_cond_destroy(&ep->parked_cond);
     }
     free(ep);
 }
@@ -1162,4 +1526,5 @@ void wfc_ep_get_stats(wfc_ep *ep, wfc_ep_stats *s)
     s->rearms = atomic_load_explicit(&ep->rearms, memory_order_relaxed);
     s->reaped = atomic_load_explicit(&ep->reaped, memory_order_relaxed);
     s->registered = atomic_load_explicit(&ep->registered, memory_order_relaxed);
+    s->phase_switches = atomic_load_explicit(&ep->phase_switches, memory_order_relaxed);
 }

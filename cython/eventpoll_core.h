@@ -51,7 +51,15 @@ typedef struct wfc_ep_stats {
     uint64_t rearms;             /* EPOLL_CTL_MOD issued to re-arm an item */
     uint64_t reaped;             /* ZOMBIE items freed by the consumer */
     uint64_t registered;         /* items currently registered */
+    uint64_t phase_switches;     /* POLLERS <-> INLINE switches */
 } wfc_ep_stats;
+
+/* Poller mode's phases (eventpoll_core.c, PHASES): the pollers read the
+ * kernel, or they are parked and the consumer reads it itself. */
+enum wfc_phase {
+    WFC_PHASE_POLLERS = 0,
+    WFC_PHASE_INLINE = 1
+};
 
 /* Create an eventpoll with `pollers` poller threads (0: inline mode, the
  * consuming thread calls epoll_wait itself).  `kfd` >= 0 adopts an existing
@@ -100,6 +108,21 @@ void wfc_ep_get_stats(wfc_ep *ep, wfc_ep_stats *stats);
  * epoll_wait does.  On by default (EventPoll needs it); an event loop that
  * calls wait again right away may turn it off to save the syscall. */
 void wfc_ep_set_snapshot(wfc_ep *ep, int on);
+
+/* Poller mode: let the consumer choose the phase by the adaptive rule
+ * (eventpoll_core.c, ADAPTIVE RULE), starting INLINE; off: POLLERS.  Only
+ * for an eventpoll with ONE consuming thread (an event loop): the phase
+ * changes at the start of a wfc_ep_wait() call.  Any thread. */
+void wfc_ep_set_adaptive(wfc_ep *ep, int on);
+
+/* Ask for a phase; the consumer switches at the start of its next
+ * wfc_ep_wait() (a wait in progress is not interrupted).  With adaptive on,
+ * the rule may switch again later.  Inline mode (no pollers) has only
+ * INLINE.  Any thread.  Returns 0 or -EINVAL. */
+int wfc_ep_request_phase(wfc_ep *ep, int phase);
+
+/* The current phase (INLINE in inline mode).  Any thread. */
+int wfc_ep_phase(wfc_ep *ep);
 
 /* Every event bit that the kernel may report (the others are input flags). */
 #define WFC_EVENT_BITS 0xffffu

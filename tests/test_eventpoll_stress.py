@@ -94,6 +94,29 @@ def test_eventpoll_storm(config):
     run(**config)
 
 
+@pytest.mark.parametrize(
+    "config",
+    [
+        dict(mode="lt", mods=True, phase_flips=3),
+        dict(mode="lt", mods=False, pollers=4, phase_flips=2, close_without_del=False),
+        dict(mode="et", mods=True, pollers=3, phase_flips=3),
+        dict(mode="oneshot", mods=True, phase_flips=5, maxevents=4),
+        dict(mode="lt", mods=True, phase_flips=7, ready_list="mutex"),
+    ],
+    ids=lambda c: "-".join(f"{k}={v}" for k, v in c.items()),
+)
+def test_eventpoll_storm_phase_flips(config):
+    """The consumer parks and unparks the pollers at random while storms
+    run: every check of the harness still holds, across the switches."""
+    r = run(**config)
+    assert r["st_phase_switches"] >= 10, r
+
+
+def test_eventpoll_storm_adaptive():
+    """The adaptive rule on: it decides alone, the checks still hold."""
+    run(mode="lt", mods=True, adaptive=True)
+
+
 def test_no_storm_every_token_read():
     r = run(mode="lt", mods=False, storms=0)
     assert r["read"] == r["written"] and r["discarded"] == 0

@@ -15,7 +15,9 @@
  *     discarded;
  *   - one consumer, the calling thread: wfc_ep_wait() in a loop; for each
  *     event it drains the channel (reads until EAGAIN) and counts tokens;
- *     in EPOLLONESHOT mode it re-arms with wfc_ep_mod() afterwards.
+ *     in EPOLLONESHOT mode it re-arms with wfc_ep_mod() afterwards; with
+ *     config.phase_flips it switches the core between the POLLERS and the
+ *     INLINE phase at random (parking and unparking the pollers);
  *
  * Every registration gets a unique id, passed as the event's `data`.  A
  * global epoch counter is bumped after each wfc_ep_add()/wfc_ep_del()
@@ -112,6 +114,10 @@ struct ep_stress_config {
     int close_without_del;    /* storms also close registered fds without wfc_ep_del */
     int drain_timeout_ms;     /* give up this long without progress after the end */
     int maxevents;            /* wfc_ep_wait's maxevents, 1..64; 0: 64 */
+    int phase_flips;          /* poller mode: before about one wait in
+                                 phase_flips, the consumer asks for a random
+                                 phase (pollers or inline); 0: never */
+    int adaptive;             /* poller mode: the core's adaptive rule on */
     uint64_t seed;
 };
 
@@ -138,7 +144,7 @@ struct ep_stress_result {
     /* wfc_ep_get_stats() just before destroy */
     int64_t st_pollers, st_harvested, st_harvested_inline, st_enqueued, st_enqueued_found_empty;
     int64_t st_coalesced, st_stale, st_wakeups, st_sleeps, st_splices, st_delivered;
-    int64_t st_rearms, st_reaped, st_registered;
+    int64_t st_rearms, st_reaped, st_registered, st_phase_switches;
     int64_t violations;       /* EP_STRESS_V_* bits */
     double seconds;
 };
@@ -542,8 +548,12 @@ static void ep_stress_consume(struct ep_stress_state *s, struct ep_stress_result
     wfc_event evs[EP_STRESS_BATCH];
     int64_t batch = 0;
     double end_since = 0, last_progress = 0;
+    uint64_t rng = s->cfg->seed ^ 0x9e3779b97f4a7c15ull;
 
     for (;;) {
+        if (s->cfg->phase_flips > 0
+            && stress_splitmix(rng++) % (uint64_t)s->cfg->phase_flips == 0)
+            wfc_ep_request_phase(s->ep, (int)(stress_splitmix(rng++) & 1));
         /* Acquire: every add/del whose epoch is <= snap returned before
          * this wait began. */
         int64_t snap = atomic_load_explicit(&s->epoch, memory_order_acquire);
@@ -672,6 +682,8 @@ EP_STRESS_API int ep_stress_run_config(const struct ep_stress_config *cfg,
     err = wfc_ep_create(&s->ep, cfg->pollers, -1, cfg->ready_list_kind);
     if (err < 0)
         goto out_free;
+    if (cfg->adaptive)
+        wfc_ep_set_adaptive(s->ep, 1);
 
     for (i = 0; i < cfg->channels; i++) {
         struct ep_chan *c = &s->chans[i];
@@ -747,6 +759,7 @@ EP_STRESS_API int ep_stress_run_config(const struct ep_stress_config *cfg,
     res->st_rearms = (int64_t)st.rearms;
     res->st_reaped = (int64_t)st.reaped;
     res->st_registered = (int64_t)st.registered;
+    res->st_phase_switches = (int64_t)st.phase_switches;
     ep_stress_check(cfg, res);
     err = 0;
 
@@ -790,15 +803,19 @@ int main(int argc, char **argv)
         return 2;
     }
     for (int round = 0; round < rounds; round++) {
-        /* pollers, ready list, mode, mods, close_without_del, maxevents */
-        const int table[][6] = {
-            {2, WFC_READY_LIST_WFCQUEUE, EP_STRESS_LT, 0, 1, 64},
-            {2, WFC_READY_LIST_WFCQUEUE, EP_STRESS_LT, 1, 1, 64},
-            {0, WFC_READY_LIST_WFCQUEUE, EP_STRESS_LT, 0, 1, 64},
-            {3, WFC_READY_LIST_WFCQUEUE, EP_STRESS_ET, 1, 1, 64},
-            {2, WFC_READY_LIST_WFCQUEUE, EP_STRESS_ONESHOT, 0, 1, 64},
-            {2, WFC_READY_LIST_MUTEX, EP_STRESS_LT, 1, 1, 64},
-            {2, WFC_READY_LIST_WFCQUEUE, EP_STRESS_LT, 1, 0, 4},
+        /* pollers, ready list, mode, mods, close_without_del, maxevents,
+         * phase_flips */
+        const int table[][7] = {
+            {2, WFC_READY_LIST_WFCQUEUE, EP_STRESS_LT, 0, 1, 64, 0},
+            {2, WFC_READY_LIST_WFCQUEUE, EP_STRESS_LT, 1, 1, 64, 0},
+            {0, WFC_READY_LIST_WFCQUEUE, EP_STRESS_LT, 0, 1, 64, 0},
+            {3, WFC_READY_LIST_WFCQUEUE, EP_STRESS_ET, 1, 1, 64, 0},
+            {2, WFC_READY_LIST_WFCQUEUE, EP_STRESS_ONESHOT, 0, 1, 64, 0},
+            {2, WFC_READY_LIST_MUTEX, EP_STRESS_LT, 1, 1, 64, 0},
+            {2, WFC_READY_LIST_WFCQUEUE, EP_STRESS_LT, 1, 0, 4, 0},
+            {2, WFC_READY_LIST_WFCQUEUE, EP_STRESS_LT, 1, 1, 64, 3},
+            {3, WFC_READY_LIST_WFCQUEUE, EP_STRESS_ET, 1, 1, 64, 3},
+            {2, WFC_READY_LIST_WFCQUEUE, EP_STRESS_ONESHOT, 1, 1, 16, 5},
         };
         for (int i = 0; i < (int)(sizeof(table) / sizeof(table[0])); i++) {
             if (only >= 0 && i != only)
@@ -817,6 +834,7 @@ int main(int argc, char **argv)
                 .close_without_del = table[i][4] && cwd,
                 .drain_timeout_ms = 2000,
                 .maxevents = table[i][5],
+                .phase_flips = table[i][6],
                 .seed = stress_splitmix((uint64_t)round * 100 + (uint64_t)i),
             };
             struct ep_stress_result r;
@@ -825,15 +843,16 @@ int main(int argc, char **argv)
                 fprintf(stderr, "ep_stress: configuration %d: error %d (%s)\n", i, rc, strerror(-rc));
                 return 2;
             }
-            printf("pollers=%d list=%s mode=%s mods=%d cwd=%d: written=%lld read=%lld "
+            printf("pollers=%d list=%s mode=%s mods=%d cwd=%d flips=%d: written=%lld read=%lld "
                    "discarded=%lld lost=%lld events=%lld batches=%lld stale=%lld spurious=%lld "
                    "after_removal=%lld after_reuse=%lld dup=%lld wrong_fd=%lld bad=%lld "
                    "errors=%lld adds=%lld dels=%lld mods=%lld reopens=%lld cwd=%lld "
                    "| core: harvested=%lld inline=%lld enqueued=%lld coalesced=%lld stale=%lld "
                    "wakeups=%lld sleeps=%lld splices=%lld rearms=%lld reaped=%lld registered=%lld "
+                   "switches=%lld "
                    "%.3fs %s (0x%llx)\n",
                    cfg.pollers, cfg.ready_list_kind == WFC_READY_LIST_MUTEX ? "mutex" : "wfcq",
-                   ep_stress_mode_name(cfg.mode), cfg.mods, cfg.close_without_del,
+                   ep_stress_mode_name(cfg.mode), cfg.mods, cfg.close_without_del, cfg.phase_flips,
                    (long long)r.written, (long long)r.read, (long long)r.discarded,
                    (long long)r.lost, (long long)r.events, (long long)r.batches,
                    (long long)r.stale, (long long)r.spurious, (long long)r.after_removal,
@@ -844,7 +863,8 @@ int main(int argc, char **argv)
                    (long long)r.st_harvested_inline, (long long)r.st_enqueued,
                    (long long)r.st_coalesced, (long long)r.st_stale, (long long)r.st_wakeups,
                    (long long)r.st_sleeps, (long long)r.st_splices, (long long)r.st_rearms,
-                   (long long)r.st_reaped, (long long)r.st_registered, r.seconds,
+                   (long long)r.st_reaped, (long long)r.st_registered,
+                   (long long)r.st_phase_switches, r.seconds,
                    r.violations ? "FAIL" : "ok", (unsigned long long)r.violations);
             fflush(stdout);
             runs++;

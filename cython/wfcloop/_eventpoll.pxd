@@ -26,10 +26,15 @@ cdef extern from "eventpoll_core.h" nogil:
         uint64_t rearms
         uint64_t reaped
         uint64_t registered
+        uint64_t phase_switches
 
     enum:
         WFC_READY_LIST_WFCQUEUE
         WFC_READY_LIST_MUTEX
+
+    enum:
+        WFC_PHASE_POLLERS
+        WFC_PHASE_INLINE
 
     int wfc_ep_create(wfc_ep **out, int pollers, int kfd, int ready_list_kind)
     void wfc_ep_destroy(wfc_ep *ep, int in_forked_child)
@@ -45,6 +50,9 @@ cdef extern from "eventpoll_core.h" nogil:
     int wfc_ep_wait(wfc_ep *ep, wfc_event *out, int maxevents, int timeout_ms)
     void wfc_ep_get_stats(wfc_ep *ep, wfc_ep_stats *stats)
     void wfc_ep_set_snapshot(wfc_ep *ep, int on)
+    void wfc_ep_set_adaptive(wfc_ep *ep, int on)
+    int wfc_ep_request_phase(wfc_ep *ep, int phase)
+    int wfc_ep_phase(wfc_ep *ep)
 
 
 cdef class _Core:

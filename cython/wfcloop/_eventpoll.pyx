@@ -385,11 +385,51 @@ cdef class EventPoll:
         wfc_ep_set_snapshot(ep, on)
         wfc_ep_leave(ep)
 
+    def _set_adaptive(self, bint on):
+        """Poller mode: let the consumer switch between the POLLERS phase
+        and the INLINE phase (pollers parked, the consumer reads the kernel)
+        by the adaptive rule of eventpoll_core.c.  Only for an EventPoll
+        that ONE thread polls (the event loop); off by default."""
+        cdef _Core core = self._open_core()
+        cdef wfc_ep *ep = core.enter()
+        wfc_ep_set_adaptive(ep, on)
+        wfc_ep_leave(ep)
+
+    def _request_phase(self, str phase):
+        """Ask for the "pollers" or the "inline" phase; it takes effect at
+        the start of the next poll (one polling thread only; the adaptive
+        rule, when on, may change it again)."""
+        cdef int code
+        if phase == "pollers":
+            code = WFC_PHASE_POLLERS
+        elif phase == "inline":
+            code = WFC_PHASE_INLINE
+        else:
+            raise ValueError(f"phase must be 'pollers' or 'inline', got {phase!r}")
+        cdef _Core core = self._open_core()
+        cdef wfc_ep *ep = core.enter()
+        cdef int rc = wfc_ep_request_phase(ep, code)
+        wfc_ep_leave(ep)
+        if rc < 0:
+            raise ValueError("inline mode (pollers=0) has only the 'inline' phase")
+
+    @property
+    def phase(self):
+        """"pollers" while poller threads read the kernel, "inline" while
+        the polling thread does (always, in inline mode)."""
+        cdef _Core core = self._open_core()
+        cdef wfc_ep *ep = core.enter()
+        cdef int code
+        with nogil:
+            code = wfc_ep_phase(ep)
+            wfc_ep_leave(ep)
+        return "inline" if code == WFC_PHASE_INLINE else "pollers"
+
     def stats(self):
         """Counters of the core: events harvested from the kernel, items
         enqueued (and how many found the ready list empty), coalesced and
         stale events, wake-ups of the consumer, sleeps, splices, deliveries,
-        re-arms, reaped zombies and current registrations."""
+        re-arms, reaped zombies, current registrations and phase switches."""
         cdef wfc_ep_stats s
         cdef _Core core = self._open_core()
         cdef wfc_ep *ep = core.enter()
@@ -411,6 +451,7 @@ cdef class EventPoll:
             "rearms": s.rearms,
             "reaped": s.reaped,
             "registered": s.registered,
+            "phase_switches": s.phase_switches,
         }
 
     def __repr__(self):

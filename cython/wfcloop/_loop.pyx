@@ -661,7 +661,13 @@ def _set_scheduled(self, list value):
 
 
 def _get_closed(self):
-    return (<_Scheduler>self._wfc_scheduler).closed
+    try:
+        scheduler = self._wfc_scheduler
+    except AttributeError:
+        # __init__ failed before the loop existed (bad pollers, say): there
+        # is nothing to close, and __del__ must not complain.
+        return True
+    return (<_Scheduler>scheduler).closed
 
 
 def _set_closed(self, bint value):

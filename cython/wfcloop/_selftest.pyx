@@ -168,6 +168,8 @@ cdef extern from "selftest/ep_stress.c" nogil:
         int close_without_del
         int drain_timeout_ms
         int maxevents
+        int phase_flips
+        int adaptive
         uint64_t seed
 
     cdef struct ep_stress_result:
@@ -209,6 +211,7 @@ cdef extern from "selftest/ep_stress.c" nogil:
         int64_t st_rearms
         int64_t st_reaped
         int64_t st_registered
+        int64_t st_phase_switches
         int64_t violations
         double seconds
 
@@ -267,7 +270,8 @@ def eventpoll_stress(*, int pollers=2, mode="lt", ready_list="wfcqueue",
                      fd_kinds=("pipe", "eventfd", "socketpair"), int channels=32,
                      int writers=2, int64_t tokens_per_writer=3000, int storms=2,
                      int64_t storm_ops=600, int mods=1, bint close_without_del=True,
-                     int drain_timeout_ms=2000, int maxevents=64, seed=None):
+                     int drain_timeout_ms=2000, int maxevents=64, int phase_flips=0,
+                     bint adaptive=False, seed=None):
     """Stress the eventpoll core: writer threads write counted tokens into
     pipes/eventfds/socketpairs, storm threads del/re-add/close/reopen/mod
     the registrations, the calling thread (GIL released) runs wfc_ep_wait
@@ -279,6 +283,9 @@ def eventpoll_stress(*, int pollers=2, mode="lt", ready_list="wfcqueue",
     each of del+re-add, del+close+reopen and (close_without_del) close
     without del + reopen; 0: storms never modify.
     maxevents: what the consumer passes to wfc_ep_wait (1..64).
+    phase_flips (poller mode): before about one wait in phase_flips the
+    consumer asks for a random phase, parking or unparking the pollers;
+    0: never.  adaptive: the core's adaptive rule picks the phase.
 
     Returns a dict of the C counters (see struct ep_stress_result) plus
     ``seed`` and ``violation_names``; ``violations == 0`` means every check
@@ -309,6 +316,8 @@ def eventpoll_stress(*, int pollers=2, mode="lt", ready_list="wfcqueue",
     cfg.close_without_del = close_without_del
     cfg.drain_timeout_ms = drain_timeout_ms
     cfg.maxevents = maxevents
+    cfg.phase_flips = phase_flips
+    cfg.adaptive = adaptive
     cfg.seed = <uint64_t>(seed & 0xFFFFFFFFFFFFFFFF)
     with nogil:
         rc = ep_stress_run_config(&cfg, &res)

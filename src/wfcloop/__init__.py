@@ -6,12 +6,12 @@ concurrent queue fed by poller threads.
 - :class:`EventPoll`: the core, a drop-in for :class:`select.epoll`.
 """
 from ._eventpoll import EventPoll, default_pollers
-from ._selector import EventPollSelector
+from ._selector import EventPollSelector, default_adaptive
 from .loop import EventLoopPolicy, Loop, install, new_event_loop, run
 
 __version__ = "0.1.0.dev0"
 
 __all__ = [
     "EventLoopPolicy", "EventPoll", "EventPollSelector", "Loop",
-    "default_pollers", "install", "new_event_loop", "run", "__version__",
+    "default_adaptive", "default_pollers", "install", "new_event_loop", "run", "__version__",
 ]

@@ -11,21 +11,29 @@ import selectors
 
 from ._eventpoll import EventPoll
 
-__all__ = ["EventPollSelector"]
+__all__ = ["EventPollSelector", "default_adaptive"]
 
 
 class EventPollSelector(selectors._PollLikeSelector):
     """A selector whose poller is :class:`wfcloop.EventPoll`.
 
     ``pollers`` poller threads (``None``: :func:`wfcloop.default_pollers`).
+    ``adaptive`` (poller mode): let the EventPoll park its pollers and read
+    the kernel on the loop thread while that is cheaper (see
+    :func:`wfcloop.default_adaptive`); the loop is the EventPoll's only
+    polling thread, which the adaptive rule needs.
     """
 
     _EVENT_READ = select.EPOLLIN
     _EVENT_WRITE = select.EPOLLOUT
 
-    def __init__(self, *, pollers=None):
+    def __init__(self, *, pollers=None, adaptive=None):
         selectors._BaseSelectorImpl.__init__(self)
+        if adaptive is None:
+            adaptive = default_adaptive()
         self._selector = EventPoll(pollers=pollers)
+        if self._selector.pollers:
+            self._selector._set_adaptive(bool(adaptive))
         self._pid = os.getpid()
         # The poll settles before returning a partial batch (the default):
         # asyncio runs every I/O callback that was ready before a poll ahead
@@ -36,6 +44,12 @@ class EventPollSelector(selectors._PollLikeSelector):
     def pollers(self):
         """Number of poller threads (0: inline mode)."""
         return self._selector.pollers
+
+    @property
+    def phase(self):
+        """"pollers" while the poller threads read the kernel, "inline"
+        while the loop thread does (always so in inline mode)."""
+        return self._selector.phase
 
     def fileno(self):
         return self._selector.fileno()
@@ -84,3 +98,21 @@ class EventPollSelector(selectors._PollLikeSelector):
     def close(self):
         self._selector.close()
         super().close()
+
+
+def default_adaptive():
+    """Whether poller mode is adaptive when ``adaptive`` is not given: yes,
+    unless the environment sets ``WFCLOOP_ADAPTIVE=0``.
+
+    Adaptive poller mode starts with the pollers parked and the loop thread
+    reading the kernel itself (inline), tries the pollers when the loop
+    thread is saturated, and keeps them only while they deliver more events
+    per second (the rule is in ``cython/eventpoll_core.c``, ADAPTIVE RULE).
+    ``WFCLOOP_ADAPTIVE=0`` keeps the pollers reading the kernel always.
+    """
+    env = os.environ.get("WFCLOOP_ADAPTIVE", "").strip()
+    if env in ("", "1"):
+        return True
+    if env == "0":
+        return False
+    raise ValueError(f"WFCLOOP_ADAPTIVE must be 0 or 1, got {env!r}")

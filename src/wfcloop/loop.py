@@ -18,17 +18,27 @@ class Loop(BaseLoop):
 
     ``pollers`` poller threads feed the wait-free ready list; ``0`` is
     inline mode, ``None`` takes :func:`wfcloop.default_pollers`.
+    ``adaptive`` (with pollers): park the pollers and read the kernel on the
+    loop thread while that delivers as many events per second, which it
+    does where cores are scarce; ``None`` takes
+    :func:`wfcloop.default_adaptive` (on unless ``WFCLOOP_ADAPTIVE=0``).
     ``close()`` joins the poller threads and closes every fd the loop
     opened.
     """
 
-    def __init__(self, *, pollers=None):
-        super().__init__(EventPollSelector(pollers=pollers))
+    def __init__(self, *, pollers=None, adaptive=None):
+        super().__init__(EventPollSelector(pollers=pollers, adaptive=adaptive))
 
     @property
     def pollers(self):
         """Number of poller threads of this loop (0: inline mode)."""
         return self._selector.pollers
+
+    @property
+    def poller_phase(self):
+        """"pollers" while the poller threads read the kernel, "inline"
+        while the loop thread does (always so with ``pollers=0``)."""
+        return self._selector.phase
 
     # ---- unix server socket cleanup (Python < 3.13 only) ---------------
     # Python 3.13's loop removes a unix server's socket file when the
@@ -69,9 +79,9 @@ class Loop(BaseLoop):
                         "Unable to clean up listening UNIX socket %r: %r", path, err)
 
 
-def new_event_loop(*, pollers=None):
+def new_event_loop(*, pollers=None, adaptive=None):
     """Return a new :class:`Loop`."""
-    return Loop(pollers=pollers)
+    return Loop(pollers=pollers, adaptive=adaptive)
 
 
 _PolicyBase = asyncio.DefaultEventLoopPolicy
@@ -105,12 +115,12 @@ def install():
         asyncio.set_event_loop_policy(EventLoopPolicy())
 
 
-def run(main, *, debug=None, pollers=None, **run_kwargs):
+def run(main, *, debug=None, pollers=None, adaptive=None, **run_kwargs):
     """Run coroutine ``main`` on a new :class:`Loop` and return its result,
     like :func:`asyncio.run` (and ``uvloop.run``).
     """
     def factory():
-        return Loop(pollers=pollers)
+        return Loop(pollers=pollers, adaptive=adaptive)
 
     if sys.version_info >= (3, 12):
         return asyncio.run(main, debug=debug, loop_factory=factory, **run_kwargs)
