@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Check model/eventpoll.pml with spin (see model/README.md):
+# Check model/eventpoll.pml and model/phases.pml with spin (see model/README.md):
 #
 #   model/check.sh             the correct model must pass, every BUG_*
 #                              variant and every reachability probe must fail
@@ -16,7 +16,6 @@ set -euo pipefail
 
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/.." && pwd)"
-model="$here/eventpoll.pml"
 out="${MODEL_BUILD_DIR:-$root/build/model}"
 cc="${CC:-cc}"
 jobs="$(nproc 2>/dev/null || echo 2)"
@@ -38,15 +37,17 @@ command -v "$cc" >/dev/null 2>&1 || { echo "check.sh: C compiler $cc not found" 
 
 mkdir -p "$out"
 
-# name | spin -D options | cc options | pan options | expected
+# name | spin -D options | cc options | pan options | expected [| model]
 #   expected: pass, or fail:REGEX (pan must report errors, and its first
 #   error line must match REGEX: the property the variant is meant to break)
+#   model: the .pml file under model/ (default eventpoll.pml)
 SAFE="-O1 -DSAFETY -DNOCLAIM"
 CYCLE="-O1 -DNP"
 QUICK="-O0 -DSAFETY -DNOCLAIM"
 ET="-DET_FD1 -DWRITES0=1 -DWRITES1=2"
 runs=()
-add() { runs+=("$1|$2|$3|$4|$5"); }
+# (stored with the model before `expected`, whose REGEX may contain '|')
+add() { runs+=("$1|$2|$3|$4|${6:-eventpoll.pml}|$5"); }
 
 # The correct model: safety (assertions + invalid end states), then any
 # cycle at all (-DNP without progress labels: pan -l reports every cycle).
@@ -89,17 +90,26 @@ for k in $(seq 1 18); do
     add "reach-$k" "$defs" "$QUICK" "-m100000" "fail:assertion violated \\($k!=$k\\)"
 done
 
+# phases.pml: poller mode's POLLERS/INLINE phases (park and unpark).
+add phases-safety-p3 "-DNPOLLERS=3" "$SAFE" "-m100000" pass phases.pml
+add phases-cycles-p2 "-DNPOLLERS=2" "$CYCLE" "-l -m100000" pass phases.pml
+add phases-safety-p2 "-DNPOLLERS=2" "$SAFE" "-m100000" pass phases.pml
+add phases-bug-no-park-wait "-DNPOLLERS=2 -DBUG_NO_PARK_WAIT" "$QUICK" "-m100000" \
+    'fail:assertion violated \(\(pstate\[i\]==3\)\|\|\(pstate\[i\]==4\)\)' phases.pml
+add phases-bug-clear-park-early "-DNPOLLERS=2 -DBUG_CLEAR_PARK_EARLY" "$QUICK" "-m100000" \
+    'fail:invalid end state' phases.pml
+
 # One run: writes its one-line result to $out/NAME/result, "OK ..." or "UNEXPECTED ...".
 one() {
-    local name="$1" defs="$2" ccopts="$3" panopts="$4" expect="$5"
+    local name="$1" defs="$2" ccopts="$3" panopts="$4" expect="$5" pml="$6"
     local dir="$out/$name" t0 t1 line errors states depth secs first verdict
     rm -rf "$dir"
     mkdir -p "$dir"
-    cp "$model" "$dir/eventpoll.pml"
+    cp "$here/$pml" "$dir/$pml"
     (
         cd "$dir"
         # shellcheck disable=SC2086
-        spin $defs -a eventpoll.pml > spin.log 2>&1 || { echo "UNEXPECTED $name: spin -a failed: $(tail -n 3 spin.log | tr '\n' ' ')" > result; exit 0; }
+        spin $defs -a "$pml" > spin.log 2>&1 || { echo "UNEXPECTED $name: spin -a failed: $(tail -n 3 spin.log | tr '\n' ' ')" > result; exit 0; }
         # shellcheck disable=SC2086
         "$cc" -w $ccopts -o pan pan.c > cc.log 2>&1 || { echo "UNEXPECTED $name: $cc failed: $(tail -n 3 cc.log | tr '\n' ' ')" > result; exit 0; }
         t0=$(date +%s.%N)
@@ -127,7 +137,7 @@ one() {
             [ "$expect" = pass ] && rm -f pan pan.[bchmpt] || true
             echo "OK $summary${first:+  ($first)}" > result
         else
-            echo "UNEXPECTED $summary  ${first:-}  [replay: cd $dir && spin -t -p $defs eventpoll.pml]" > result
+            echo "UNEXPECTED $summary  ${first:-}  [replay: cd $dir && spin -t -p $defs $pml]" > result
         fi
     )
 }
@@ -135,8 +145,8 @@ one() {
 start=$(date +%s)
 running=0
 for r in "${runs[@]}"; do
-    IFS='|' read -r name defs ccopts panopts expect <<< "$r"
-    one "$name" "$defs" "$ccopts" "$panopts" "$expect" &
+    IFS='|' read -r name defs ccopts panopts pml expect <<< "$r"
+    one "$name" "$defs" "$ccopts" "$panopts" "$expect" "$pml" &
     running=$((running + 1))
     if [ "$running" -ge "$jobs" ]; then
         wait -n || true
