@@ -110,7 +110,9 @@ void wfc_ep_get_stats(wfc_ep *ep, wfc_ep_stats *stats);
 void wfc_ep_set_snapshot(wfc_ep *ep, int on);
 
 /* Poller mode: let the consumer choose the phase by the adaptive rule
- * (eventpoll_core.c, ADAPTIVE RULE), starting INLINE; off: POLLERS.  Only
+ * (eventpoll_core.c, ADAPTIVE RULE), starting INLINE; off (the default):
+ * POLLERS, from the next wait on.  A switch to POLLERS re-arms every item
+ * armed inline, O(items armed level-triggered since the switch).  Only
  * for an eventpoll with ONE consuming thread (an event loop): the phase
  * changes at the start of a wfc_ep_wait() call.  Any thread. */
 void wfc_ep_set_adaptive(wfc_ep *ep, int on);
