@@ -157,6 +157,35 @@ def test_sock_recv_loop_and_fd_reuse(loop):
     loop.run_until_complete(main())
 
 
+def test_sock_recv_after_a_wait_gets_data_already_there(loop):
+    """After a sock_recv that had to wait, the next one on the same socket
+    waits for readiness without trying first: data that is already there
+    (the peer sent ahead) must still come at once and in order, and a
+    sock_recv_into likewise."""
+    async def main():
+        a, b = socket.socketpair()
+        a.setblocking(False)
+        b.setblocking(False)
+        try:
+            loop.call_later(0.001, b.send, b"first")
+            assert await loop.sock_recv(a, 100) == b"first"        # waited
+            b.send(b"ahead")                                       # there before the call
+            assert await asyncio.wait_for(loop.sock_recv(a, 100), 5) == b"ahead"
+            loop.call_later(0.001, b.send, b"x")
+            assert await loop.sock_recv(a, 100) == b"x"            # waited again
+            b.send(b"into")
+            buf = bytearray(10)
+            n = await asyncio.wait_for(loop.sock_recv_into(a, buf), 5)
+            assert bytes(buf[:n]) == b"into"
+            b.close()
+            assert await asyncio.wait_for(loop.sock_recv(a, 100), 5) == b""   # EOF
+        finally:
+            a.close()
+            b.close()
+
+    loop.run_until_complete(main())
+
+
 def test_reads_larger_than_the_read_buffer(loop):
     """The transport reads into one 256 KiB buffer: a 3 MiB message arrives
     complete and in order, in several data_received calls."""

@@ -514,6 +514,19 @@ cdef take_parked_reader(loop, int fd, sock):
     return None
 
 
+cdef bint waited_last_time(loop, sock) except -1:
+    """Whether the last sock_recv(_into) on sock had to wait for data (its
+    reader is parked): a request/response peer then has rarely answered
+    yet, so asyncio's first try would mostly fail (a recv syscall returning
+    EAGAIN).  The caller then waits for readiness at once, as uvloop always
+    does; data already there is reported by the very next poll."""
+    cdef dict parked = loop._wfc_parked_readers
+    if not parked:
+        return False
+    handle = parked.get(sock.fileno())
+    return handle is not None and handle._args[1] is sock
+
+
 cdef unpark_reader(loop, fd, sock):
     """Before a change of fd's registration: let sock_* on the same socket
     take over the parked reader (sock not None), else release it."""
@@ -822,19 +835,21 @@ class BaseLoop(asyncio.SelectorEventLoop):
     async def sock_recv(self, sock, n):
         """Receive up to n bytes from the non-blocking socket sock."""
         check_sock_call(self, sock)
-        try:
-            return sock.recv(n)
-        except (BlockingIOError, InterruptedError):
-            pass
+        if not waited_last_time(self, sock):
+            try:
+                return sock.recv(n)
+            except (BlockingIOError, InterruptedError):
+                pass
         return await wait_to_read(self, sock, self._sock_recv, n)
 
     async def sock_recv_into(self, sock, buf):
         """Receive into the writable buffer buf; return the byte count."""
         check_sock_call(self, sock)
-        try:
-            return sock.recv_into(buf)
-        except (BlockingIOError, InterruptedError):
-            pass
+        if not waited_last_time(self, sock):
+            try:
+                return sock.recv_into(buf)
+            except (BlockingIOError, InterruptedError):
+                pass
         return await wait_to_read(self, sock, self._sock_recv_into, buf)
 
     def _sock_recv(self, fut, sock, n):
