@@ -455,8 +455,36 @@ cdef wait_to_read(loop, sock, callback, arg):
         set_slot(handle, H_ARGS, (fut, sock, arg))
     else:
         handle = loop._add_reader(fd, callback, fut, sock, arg)
-    fut.add_done_callback(partial(loop._sock_read_done, fd, handle=handle))
+    fut.add_done_callback(SockReadDone(loop, fd, handle))
     return fut
+
+
+cdef sock_read_done(loop, fd, fut, handle):
+    """A sock_* read is done: park its reader (see BaseLoop's comment on
+    parked readers), or remove it as asyncio does (debug mode, a cancelled
+    or foreign handle)."""
+    if handle is None or loop._debug or len(handle._args) < 2:
+        selector_events.BaseSelectorEventLoop._sock_read_done(loop, fd, fut, handle)
+    elif not handle.cancelled():
+        loop._wfc_parked_readers[fd] = handle
+
+
+cdef class SockReadDone:
+    """The done callback of a sock_recv(_into) future: what
+    loop._sock_read_done(fd, fut, handle=handle) does, without a partial
+    and its keywords dict per wait."""
+    cdef object loop, fd, handle
+
+    def __cinit__(self, loop, fd, handle):
+        self.loop = loop
+        self.fd = fd
+        self.handle = handle
+
+    def __call__(self, fut):
+        sock_read_done(self.loop, self.fd, fut, self.handle)
+
+    def __repr__(self):
+        return f"<sock_read_done fd={self.fd}>"
 
 
 cdef complete_read(fut, read, arg):
@@ -796,11 +824,7 @@ class BaseLoop(asyncio.SelectorEventLoop):
     # selector holds is always what asyncio's would hold.
 
     def _sock_read_done(self, fd, fut, handle=None):
-        if handle is None or self._debug or len(handle._args) < 2:
-            return selector_events.BaseSelectorEventLoop._sock_read_done(
-                self, fd, fut, handle)
-        if not handle.cancelled():
-            self._wfc_parked_readers[fd] = handle
+        sock_read_done(self, fd, fut, handle)
 
     def _add_reader(self, fd, callback, *args):
         if self._wfc_parked_readers:
