@@ -66,6 +66,7 @@ cdef extern from "sys/socket.h" nogil:
     ssize_t c_send "send" (int fd, const void *buf, size_t n, int flags)
     enum:
         MSG_NOSIGNAL
+        MSG_DONTWAIT
 
 cdef extern from "time.h" nogil:
     ctypedef int clockid_t
@@ -801,6 +802,19 @@ class BaseLoop(asyncio.SelectorEventLoop):
     def _read_from_self(self):
         selector_events.BaseSelectorEventLoop._read_from_self(self)
         (<_Scheduler>self._wfc_scheduler).wakeup_pending = False
+
+    def _write_to_self(self):
+        """Wake the loop: one byte into the self-pipe, written in C with
+        the GIL held, as uvloop's wake-up is.  (asyncio's csock.send()
+        releases the GIL for the system call, so a thread calling
+        call_soon_threadsafe in a loop hands the GIL to the loop thread at
+        every wake-up and the batches stay small.)  A failure is ignored as
+        asyncio ignores it; in debug mode asyncio's method runs to log it."""
+        csock = self._csock
+        if csock is None:
+            return
+        if c_send(csock.fileno(), b"\0", 1, MSG_DONTWAIT) < 0 and self._debug:
+            selector_events.BaseSelectorEventLoop._write_to_self(self)
 
     def create_future(self):
         """Create a Future object attached to the loop."""
