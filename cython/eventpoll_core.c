@@ -273,6 +273,7 @@ struct wfc_ep {
         double baseline_rate;     /* events/s in the phase we probed away from */
         int64_t next_probe_ns;
         int64_t backoff_ns;
+        int64_t scale;            /* every constant of the rule / scale (tests) */
     } adapt;
 };
 
@@ -1026,18 +1027,18 @@ static void adapt_window_end(wfc_ep *ep, struct adapt_state *a, int64_t now, dou
         a->stage = ADAPT_STEADY;
         if (ep->phase == WFC_PHASE_POLLERS) {
             if (rate > a->baseline_rate * ADAPT_GAIN) {
-                a->backoff_ns = ADAPT_BACKOFF_MIN_NS;
-                a->next_probe_ns = now + ADAPT_RECHECK_NS;
+                a->backoff_ns = ADAPT_BACKOFF_MIN_NS / a->scale;
+                a->next_probe_ns = now + ADAPT_RECHECK_NS / a->scale;
             } else {
-                a->backoff_ns = a->backoff_ns * 2 < ADAPT_BACKOFF_MAX_NS
-                              ? a->backoff_ns * 2 : ADAPT_BACKOFF_MAX_NS;
+                a->backoff_ns = a->backoff_ns * 2 < ADAPT_BACKOFF_MAX_NS / a->scale
+                              ? a->backoff_ns * 2 : ADAPT_BACKOFF_MAX_NS / a->scale;
                 a->next_probe_ns = now + a->backoff_ns;
                 switch_phase(ep, WFC_PHASE_INLINE);
             }
         } else if (rate >= a->baseline_rate * ADAPT_TIE) {
             a->next_probe_ns = now + a->backoff_ns;
         } else {
-            a->next_probe_ns = now + ADAPT_RECHECK_NS;
+            a->next_probe_ns = now + ADAPT_RECHECK_NS / a->scale;
             switch_phase(ep, WFC_PHASE_POLLERS);
         }
         break;
@@ -1066,13 +1067,13 @@ static void adapt_phase(wfc_ep *ep)
     }
     wall = now - a->window_start_ns;
     if (wall < (a->stage == ADAPT_WARMUP ? ADAPT_WARMUP_NS
-                : a->stage == ADAPT_MEASURE ? ADAPT_MEASURE_NS : ADAPT_WINDOW_NS))
+                : a->stage == ADAPT_MEASURE ? ADAPT_MEASURE_NS : ADAPT_WINDOW_NS) / a->scale)
         return;
     /* Relaxed: the consumer is the only thread that adds to `delivered`. */
     delivered = atomic_load_explicit(&ep->delivered, memory_order_relaxed);
     if (a->stage == ADAPT_WARMUP) {
         a->stage = ADAPT_MEASURE;   /* what it measured is the switch's cost */
-    } else if (delivered - a->delivered_at_start >= ADAPT_MIN_EVENTS) {
+    } else if (delivered - a->delivered_at_start >= (ADAPT_MIN_EVENTS + a->scale - 1) / a->scale) {
         double rate = (double)(delivered - a->delivered_at_start) * 1e9 / (double)wall;
         adapt_window_end(ep, a, now, rate);
         now = now_ns();   /* a switch takes time; start the window after it */
@@ -1085,6 +1086,14 @@ static void adapt_phase(wfc_ep *ep)
     }
     a->window_start_ns = now;
     a->delivered_at_start = atomic_load_explicit(&ep->delivered, memory_order_relaxed);
+}
+
+void wfc_ep_set_adaptive_timescale(wfc_ep *ep, int divisor)
+{
+    /* Before the first wait of an adaptive eventpoll (the consumer reads
+     * it without a lock): a test's setting. */
+    ep->adapt.scale = divisor > 0 ? divisor : 1;
+    ep->adapt.backoff_ns = ADAPT_BACKOFF_MIN_NS / ep->adapt.scale;
 }
 
 void wfc_ep_set_adaptive(wfc_ep *ep, int on)
@@ -1331,6 +1340,7 @@ int wfc_ep_create(wfc_ep **out, int npollers, int kfd, int ready_list_kind)
     ep->snapshot = 1;
     ep->phase = WFC_PHASE_POLLERS;
     atomic_init(&ep->phase_request, -1);
+    ep->adapt.scale = 1;
     ep->adapt.backoff_ns = ADAPT_BACKOFF_MIN_NS;
     pthread_mutex_init(&ep->park_lock, NULL);
     pthread_cond_init(&ep->park_cond, NULL);

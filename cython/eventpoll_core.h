@@ -117,6 +117,11 @@ void wfc_ep_set_snapshot(wfc_ep *ep, int on);
  * changes at the start of a wfc_ep_wait() call.  Any thread. */
 void wfc_ep_set_adaptive(wfc_ep *ep, int on);
 
+/* For tests: divide every time constant and event threshold of the
+ * adaptive rule by `divisor`, so that trials happen within a short test.
+ * Call before the first wait. */
+void wfc_ep_set_adaptive_timescale(wfc_ep *ep, int divisor);
+
 /* Ask for a phase; the consumer switches at the start of its next
  * wfc_ep_wait() (a wait in progress is not interrupted).  With adaptive on,
  * the rule may switch again later.  Inline mode (no pollers) has only

@@ -112,9 +112,12 @@ def test_eventpoll_storm_phase_flips(config):
     assert r["st_phase_switches"] >= 10, r
 
 
-def test_eventpoll_storm_adaptive():
-    """The adaptive rule on: it decides alone, the checks still hold."""
-    run(mode="lt", mods=True, adaptive=True)
+@pytest.mark.parametrize("mode", ["lt", "et", "oneshot"])
+def test_eventpoll_storm_adaptive(mode):
+    """The adaptive rule on, its clock 1000x faster: it runs trials and
+    switches by itself while the storms run, and every check still holds."""
+    r = run(mode=mode, mods=True, adaptive=1000)
+    assert r["st_phase_switches"] >= 2, r
 
 
 def test_no_storm_every_token_read():

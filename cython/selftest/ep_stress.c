@@ -117,7 +117,9 @@ struct ep_stress_config {
     int phase_flips;          /* poller mode: before about one wait in
                                  phase_flips, the consumer asks for a random
                                  phase (pollers or inline); 0: never */
-    int adaptive;             /* poller mode: the core's adaptive rule on */
+    int adaptive;             /* poller mode: the core's adaptive rule on,
+                                 its time constants divided by this (1: as
+                                 shipped; 1000: a trial every few ms) */
     uint64_t seed;
 };
 
@@ -682,8 +684,10 @@ EP_STRESS_API int ep_stress_run_config(const struct ep_stress_config *cfg,
     err = wfc_ep_create(&s->ep, cfg->pollers, -1, cfg->ready_list_kind);
     if (err < 0)
         goto out_free;
-    if (cfg->adaptive)
+    if (cfg->adaptive) {
+        wfc_ep_set_adaptive_timescale(s->ep, cfg->adaptive);
         wfc_ep_set_adaptive(s->ep, 1);
+    }
 
     for (i = 0; i < cfg->channels; i++) {
         struct ep_chan *c = &s->chans[i];
@@ -804,18 +808,19 @@ int main(int argc, char **argv)
     }
     for (int round = 0; round < rounds; round++) {
         /* pollers, ready list, mode, mods, close_without_del, maxevents,
-         * phase_flips */
-        const int table[][7] = {
-            {2, WFC_READY_LIST_WFCQUEUE, EP_STRESS_LT, 0, 1, 64, 0},
-            {2, WFC_READY_LIST_WFCQUEUE, EP_STRESS_LT, 1, 1, 64, 0},
-            {0, WFC_READY_LIST_WFCQUEUE, EP_STRESS_LT, 0, 1, 64, 0},
-            {3, WFC_READY_LIST_WFCQUEUE, EP_STRESS_ET, 1, 1, 64, 0},
-            {2, WFC_READY_LIST_WFCQUEUE, EP_STRESS_ONESHOT, 0, 1, 64, 0},
-            {2, WFC_READY_LIST_MUTEX, EP_STRESS_LT, 1, 1, 64, 0},
-            {2, WFC_READY_LIST_WFCQUEUE, EP_STRESS_LT, 1, 0, 4, 0},
-            {2, WFC_READY_LIST_WFCQUEUE, EP_STRESS_LT, 1, 1, 64, 3},
-            {3, WFC_READY_LIST_WFCQUEUE, EP_STRESS_ET, 1, 1, 64, 3},
-            {2, WFC_READY_LIST_WFCQUEUE, EP_STRESS_ONESHOT, 1, 1, 16, 5},
+         * phase_flips, adaptive (time divisor) */
+        const int table[][8] = {
+            {2, WFC_READY_LIST_WFCQUEUE, EP_STRESS_LT, 0, 1, 64, 0, 0},
+            {2, WFC_READY_LIST_WFCQUEUE, EP_STRESS_LT, 1, 1, 64, 0, 0},
+            {0, WFC_READY_LIST_WFCQUEUE, EP_STRESS_LT, 0, 1, 64, 0, 0},
+            {3, WFC_READY_LIST_WFCQUEUE, EP_STRESS_ET, 1, 1, 64, 0, 0},
+            {2, WFC_READY_LIST_WFCQUEUE, EP_STRESS_ONESHOT, 0, 1, 64, 0, 0},
+            {2, WFC_READY_LIST_MUTEX, EP_STRESS_LT, 1, 1, 64, 0, 0},
+            {2, WFC_READY_LIST_WFCQUEUE, EP_STRESS_LT, 1, 0, 4, 0, 0},
+            {2, WFC_READY_LIST_WFCQUEUE, EP_STRESS_LT, 1, 1, 64, 3, 0},
+            {3, WFC_READY_LIST_WFCQUEUE, EP_STRESS_ET, 1, 1, 64, 3, 0},
+            {2, WFC_READY_LIST_WFCQUEUE, EP_STRESS_ONESHOT, 1, 1, 16, 5, 0},
+            {2, WFC_READY_LIST_WFCQUEUE, EP_STRESS_LT, 1, 1, 64, 0, 1000},
         };
         for (int i = 0; i < (int)(sizeof(table) / sizeof(table[0])); i++) {
             if (only >= 0 && i != only)
@@ -835,6 +840,7 @@ int main(int argc, char **argv)
                 .drain_timeout_ms = 2000,
                 .maxevents = table[i][5],
                 .phase_flips = table[i][6],
+                .adaptive = table[i][7],
                 .seed = stress_splitmix((uint64_t)round * 100 + (uint64_t)i),
             };
             struct ep_stress_result r;

@@ -271,7 +271,7 @@ def eventpoll_stress(*, int pollers=2, mode="lt", ready_list="wfcqueue",
                      int writers=2, int64_t tokens_per_writer=3000, int storms=2,
                      int64_t storm_ops=600, int mods=1, bint close_without_del=True,
                      int drain_timeout_ms=2000, int maxevents=64, int phase_flips=0,
-                     bint adaptive=False, seed=None):
+                     int adaptive=0, seed=None):
     """Stress the eventpoll core: writer threads write counted tokens into
     pipes/eventfds/socketpairs, storm threads del/re-add/close/reopen/mod
     the registrations, the calling thread (GIL released) runs wfc_ep_wait
@@ -285,7 +285,8 @@ def eventpoll_stress(*, int pollers=2, mode="lt", ready_list="wfcqueue",
     maxevents: what the consumer passes to wfc_ep_wait (1..64).
     phase_flips (poller mode): before about one wait in phase_flips the
     consumer asks for a random phase, parking or unparking the pollers;
-    0: never.  adaptive: the core's adaptive rule picks the phase.
+    0: never.  adaptive (> 0): the core's adaptive rule picks the phase,
+    its time constants divided by this (1000: a trial every few ms).
 
     Returns a dict of the C counters (see struct ep_stress_result) plus
     ``seed`` and ``violation_names``; ``violations == 0`` means every check
