@@ -283,3 +283,163 @@ def test_buffered_protocol_bad_buffer_same_error_as_stdlib(bad, no_leaks):
             loop.close()
     assert results["wfcloop0"] == results["stdlib"] == results["wfcloop2"]
     assert results["stdlib"][0] == ("TypeError" if bad == "readonly" else "RuntimeError")
+
+
+# ---- what an idle connection holds (memory per connection) --------------
+
+def _loop_factories():
+    return [("stdlib", asyncio.SelectorEventLoop),
+            ("wfcloop0", lambda: wfcloop.new_event_loop(pollers=0)),
+            ("wfcloop2", lambda: wfcloop.new_event_loop(pollers=2))]
+
+
+def _serve_two(loop, Protocol, client_action=None):
+    """Accept two connections to a Protocol server; returns the two server
+    transports, what each client socket says of itself, and the result of
+    client_action(clients, transports)."""
+    made = []
+
+    class Recorder(Protocol):
+        def connection_made(self, transport):
+            made.append(transport)
+            super().connection_made(transport)
+
+    async def main():
+        server = await loop.create_server(Recorder, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        clients = [socket.create_connection(("127.0.0.1", port)) for _ in range(2)]
+        while len(made) < 2:
+            await asyncio.sleep(0.001)
+        # The accept order is the connect order here: one listener, backlog.
+        names = [(c.getsockname(), c.getpeername()) for c in clients]
+        result = None
+        if client_action is not None:
+            result = await client_action(clients, made)
+        for c in clients:
+            c.close()
+        for t in made:
+            t.close()
+        server.close()
+        await server.wait_closed()
+        return made, names, result
+
+    return loop.run_until_complete(main())
+
+
+def test_accepted_transports_extra_info_as_stdlib(no_leaks):
+    """sockname and peername of accepted transports are the values
+    asyncio's transport reports (what the client's socket says), equal and
+    of the same types; on wfcloop connections to one listener share one
+    sockname tuple and one peer host string."""
+    seen = {}
+    for name, factory in _loop_factories():
+        loop = factory()
+        try:
+            transports, names, _ = _serve_two(loop, asyncio.Protocol)
+        finally:
+            loop.close()
+        info = []
+        for t, (client_name, client_peer) in zip(transports, names):
+            sockname = t.get_extra_info("sockname")
+            peername = t.get_extra_info("peername")
+            assert sockname == client_peer and peername == client_name
+            assert type(sockname) is type(peername) is tuple
+            assert [type(x) for x in sockname] == [str, int]
+            assert t.get_extra_info("socket").fileno() == -1  # closed with it
+            assert t.get_extra_info("nothing", 7) == 7
+            info.append((sockname[0], peername[0], type(t.get_extra_info("socket"))))
+        seen[name] = info
+        if name != "stdlib":
+            a, b = transports
+            assert a.get_extra_info("sockname") is b.get_extra_info("sockname")
+            assert a.get_extra_info("peername")[0] is b.get_extra_info("peername")[0]
+    assert seen["wfcloop0"] == seen["stdlib"] == seen["wfcloop2"]
+
+
+def test_peername_kept_after_the_peer_resets(loop):
+    """The peer's address is read when the connection is accepted, as
+    asyncio does: it is still there once the peer has reset it."""
+    lost = []
+
+    class P(asyncio.Protocol):
+        def connection_lost(self, exc):
+            lost.append(exc)
+
+    async def reset(clients, transports):
+        expected = [c.getsockname() for c in clients]
+        for c in clients:
+            c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\1\0\0\0\0\0\0\0")
+            c.close()
+        for t in transports:
+            t.write(b"x" * 100)   # meets the reset
+        while len(lost) < 2:
+            await asyncio.sleep(0.001)
+        return expected, [t.get_extra_info("peername") for t in transports]
+
+    _, _, (expected, after) = _serve_two(loop, P, reset)
+    assert after == expected
+
+
+def test_contextvars_stay_per_connection(loop):
+    """Each transport reads in its own copy of the context: a contextvar
+    set in data_received is seen by that connection's later callbacks and
+    by no other connection, nor by the code that started the server."""
+    import contextvars
+    var = contextvars.ContextVar("var", default=None)
+    seen = []
+
+    class P(asyncio.Protocol):
+        def connection_made(self, transport):
+            self.transport = transport
+
+        def data_received(self, data):
+            seen.append((id(self.transport), data, var.get()))
+            var.set(data)
+
+    async def talk(clients, transports):
+        for turn in (b"1", b"2"):
+            for i, c in enumerate(clients):
+                c.send(b"%d-%s" % (i, turn))
+                while len(seen) < 2 * int(turn) - 1 + i:
+                    await asyncio.sleep(0.001)
+        return [id(t) for t in transports]
+
+    _, _, ids = _serve_two(loop, P, talk)
+    assert var.get() is None
+    first, second = ids
+    assert [(t, prev) for t, _, prev in seen] == [
+        (first, None), (second, None), (first, b"0-1"), (second, b"1-1")]
+
+
+def test_abandoned_transport_is_collected(no_leaks):
+    """A connected transport dropped unclosed while nothing else holds it
+    (reading paused) is garbage collected, with asyncio's ResourceWarning,
+    on wfcloop as on the standard loop."""
+    import gc
+    import warnings
+    import weakref
+    results = {}
+    for name, factory in _loop_factories():
+        loop = factory()
+        try:
+            async def main():
+                a, b = socket.socketpair()
+                transport, _ = await loop.connect_accepted_socket(asyncio.Protocol, a)
+                await asyncio.sleep(0)
+                transport.pause_reading()
+                ref = weakref.ref(transport)
+                with warnings.catch_warnings(record=True) as caught:
+                    warnings.simplefilter("always")
+                    del transport
+                    gc.collect()
+                b.close()
+                messages = [str(w.message).split(" <")[0] for w in caught
+                            if w.category is ResourceWarning]
+                del caught  # a warning holds its source: the transport
+                gc.collect()
+                return ref() is None, messages
+            results[name] = loop.run_until_complete(main())
+        finally:
+            loop.close()
+    assert results["wfcloop0"] == results["stdlib"] == results["wfcloop2"]
+    assert results["stdlib"] == (True, ["unclosed transport"])

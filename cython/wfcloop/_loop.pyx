@@ -696,6 +696,9 @@ class BaseLoop(asyncio.SelectorEventLoop):
         # (see _sock_read_done); before asyncio's __init__ adds its first
         # reader.
         self._wfc_parked_readers = {}
+        # Equal address objects of this loop's transports, shared (see
+        # share_addresses).
+        self._wfc_addresses = {}
         super().__init__(selector)
         self._wfc_dispatch = _Dispatch(self, selector)
         cls = type(self)
@@ -857,7 +860,52 @@ class BaseLoop(asyncio.SelectorEventLoop):
 
     def _make_socket_transport(self, sock, protocol, waiter=None, *,
                                extra=None, server=None):
-        return SocketTransport(self, sock, protocol, waiter, extra, server)
+        transport = SocketTransport(self, sock, protocol, waiter, extra, server)
+        share_addresses(self._wfc_addresses, transport._extra, server is not None)
+        return transport
+
+
+# How many distinct addresses a loop keeps for sharing; past that it starts
+# over (a server with many different peers shares less, never grows more).
+cdef Py_ssize_t MAX_SHARED_ADDRESSES = 1024
+
+
+cdef object shared(dict addresses, value):
+    """The object equal to value that the loop already keeps, else value
+    (kept from now on)."""
+    kept = addresses.get(value)
+    if kept is not None and type(kept) is type(value):
+        return kept
+    if len(addresses) >= MAX_SHARED_ADDRESSES:
+        addresses.clear()
+    addresses[value] = value
+    return value
+
+
+cdef share_addresses(dict addresses, dict extra, bint accepted):
+    """Point a new transport's 'sockname' and 'peername' at equal objects
+    that other transports of the loop already hold, where that is likely
+    to pay: asyncio keeps a fresh tuple, host string and port per
+    connection, and idle connections are mostly that.
+
+    A server's connections all have the listening address as their
+    sockname (a wildcard listener: one per local address), so an accepted
+    transport shares the whole tuple; a client's sockname has its own
+    ephemeral port, and is left alone.  Peers are few hosts with many
+    ports: the host string is shared and the tuple rebuilt around it.
+    The values are equal to asyncio's and were read at the same moment;
+    only which (immutable) objects hold them changes."""
+    if accepted:
+        sockname = extra.get('sockname')
+        if sockname is not None:
+            extra['sockname'] = shared(addresses, sockname)
+    peername = extra.get('peername')
+    if type(peername) is tuple and len(<tuple>peername) >= 2:
+        host = (<tuple>peername)[0]
+        if type(host) is str:
+            kept = shared(addresses, host)
+            if kept is not host:
+                extra['peername'] = (kept,) + (<tuple>peername)[1:]
 
 
 cdef ssize_t recv_ready(transport, int fd, void *buf, size_t size) except -2:
