@@ -443,3 +443,44 @@ def test_abandoned_transport_is_collected(no_leaks):
             loop.close()
     assert results["wfcloop0"] == results["stdlib"] == results["wfcloop2"]
     assert results["stdlib"] == (True, ["unclosed transport"])
+
+
+def test_set_protocol_switches_the_read_path(loop):
+    """The read path follows set_protocol(): a plain Protocol gets
+    data_received, a BufferedProtocol set later gets get_buffer and
+    buffer_updated, on the same transport."""
+    got = []
+    done = loop.create_future()
+
+    class Buffered(asyncio.BufferedProtocol):
+        def __init__(self):
+            self.buf = bytearray(16)
+
+        def get_buffer(self, hint):
+            return self.buf
+
+        def buffer_updated(self, n):
+            got.append(("buffered", bytes(self.buf[:n])))
+            done.set_result(None)
+
+    class Plain(asyncio.Protocol):
+        def connection_made(self, transport):
+            self.transport = transport
+
+        def data_received(self, data):
+            got.append(("plain", data))
+            self.transport.set_protocol(Buffered())
+
+    async def main():
+        a, b = socket.socketpair()
+        transport, _ = await loop.connect_accepted_socket(Plain, a)
+        b.send(b"one")
+        while not got:
+            await asyncio.sleep(0.001)
+        b.send(b"two")
+        await asyncio.wait_for(done, 5)
+        transport.close()
+        b.close()
+
+    loop.run_until_complete(main())
+    assert got == [("plain", b"one"), ("buffered", b"two")]

@@ -928,6 +928,7 @@ cdef ssize_t recv_ready(transport, int fd, void *buf, size_t size) except -2:
 
 
 cdef object super_write = selector_events._SelectorSocketTransport.write
+cdef object BufferedProtocol = asyncio.BufferedProtocol
 
 
 class SocketTransport(selector_events._SelectorSocketTransport):
@@ -936,8 +937,20 @@ class SocketTransport(selector_events._SelectorSocketTransport):
     the socket while nothing is buffered.  Everything else (flow control, EOF, close, sendfile, TLS
     upgrade) is asyncio's."""
 
+    def set_protocol(self, protocol):
+        # asyncio keeps the bound method of the read path this protocol
+        # takes in _read_ready_cb: a 64-byte object per transport, and a
+        # reference cycle.  The plain function, one for all transports of
+        # the class, says the same; _read_ready passes the transport to it.
+        cls = type(self)
+        if isinstance(protocol, BufferedProtocol):
+            self._read_ready_cb = cls._read_ready__get_buffer
+        else:
+            self._read_ready_cb = cls._read_ready__data_received
+        super(selector_events._SelectorSocketTransport, self).set_protocol(protocol)
+
     def _read_ready(self):
-        self._read_ready_cb()
+        self._read_ready_cb(self)
 
     def _read_ready__data_received(self):
         cdef ssize_t n
