@@ -484,3 +484,44 @@ def test_set_protocol_switches_the_read_path(loop):
 
     loop.run_until_complete(main())
     assert got == [("plain", b"one"), ("buffered", b"two")]
+
+
+def test_transport_extra_behaves_as_a_dict(loop):
+    """A transport's _extra (slots in place of asyncio's dict) answers
+    what a dict answers: reads, writes, deletes, other names, iteration;
+    the 'socket' entry is one TransportSocket, made when first asked for."""
+    async def main():
+        a, b = socket.socketpair()
+        transport, _ = await loop.connect_accepted_socket(asyncio.Protocol, a)
+        extra = transport._extra
+        expected = {"socket": transport.get_extra_info("socket"),
+                    "sockname": a.getsockname(), "peername": a.getpeername()}
+        assert type(expected["socket"]) is asyncio.trsock.TransportSocket
+        assert expected["socket"]._sock is a
+        assert transport.get_extra_info("socket") is expected["socket"]
+        assert dict(extra) == expected and len(extra) == 3
+        assert sorted(extra) == sorted(expected) and extra == expected
+        assert "peername" in extra and "cipher" not in extra
+        assert extra.get("cipher", 5) == 5 and transport.get_extra_info("cipher") is None
+        with pytest.raises(KeyError):
+            extra["cipher"]
+        with pytest.raises(TypeError):
+            extra.get([])
+        extra["cipher"] = ("TLS", 1)
+        extra["peername"] = None
+        assert transport.get_extra_info("cipher") == ("TLS", 1)
+        assert transport.get_extra_info("peername", 0) is None
+        del extra["cipher"]
+        del extra["sockname"]
+        assert "sockname" not in extra and len(extra) == 2
+        assert extra.pop("peername") is None and set(extra) == {"socket"}
+        extra["socket"] = a  # stored as given, as by a dict
+        assert extra["socket"] is a and len(extra) == 1
+        extra.update(sockname="x")
+        assert extra.copy() == {"socket": a, "sockname": "x"}
+        assert repr(extra) in (repr({"socket": a, "sockname": "x"}),
+                               repr({"sockname": "x", "socket": a}))
+        transport.close()
+        b.close()
+
+    loop.run_until_complete(main())

@@ -22,7 +22,9 @@ callback warnings have asyncio's messages.
 import asyncio
 import heapq
 import selectors
+import socket
 import sys
+from collections.abc import MutableMapping
 from asyncio import base_events, events, format_helpers, selector_events
 
 from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING, PyBytes_GET_SIZE
@@ -862,6 +864,8 @@ class BaseLoop(asyncio.SelectorEventLoop):
                                extra=None, server=None):
         transport = SocketTransport(self, sock, protocol, waiter, extra, server)
         share_addresses(self._wfc_addresses, transport._extra, server is not None)
+        # After the sharing: the transport's extra info in slots.
+        transport._extra = ExtraInfo(transport._extra)
         return transport
 
 
@@ -882,7 +886,7 @@ cdef object shared(dict addresses, value):
     return value
 
 
-cdef share_addresses(dict addresses, dict extra, bint accepted):
+cdef share_addresses(dict addresses, extra, bint accepted):
     """Point a new transport's 'sockname' and 'peername' at equal objects
     that other transports of the loop already hold, where that is likely
     to pay: asyncio keeps a fresh tuple, host string and port per
@@ -906,6 +910,126 @@ cdef share_addresses(dict addresses, dict extra, bint accepted):
             kept = shared(addresses, host)
             if kept is not host:
                 extra['peername'] = (kept,) + (<tuple>peername)[1:]
+
+
+cdef object MISSING = object()   # an ExtraInfo slot without a value
+cdef object TransportSocket = asyncio.trsock.TransportSocket
+cdef object socket_type = socket.socket
+
+
+class ExtraInfo(MutableMapping):
+    """A socket transport's extra info, in place of asyncio's dict.
+
+    asyncio's socket transport fills a dict with 'socket', 'sockname' and
+    'peername' (a 64-byte dict with a 120-byte table) and wraps the
+    socket in a TransportSocket (40 bytes) up front.  This holds the three
+    in slots (64 bytes in all) and makes the TransportSocket when first
+    asked for, then keeps it, so get_extra_info('socket') returns the
+    same object each time, as before.  Any other name goes to a dict made
+    when one is set.  It is a MutableMapping: what asyncio and anyone
+    else do with a transport's _extra works as on the dict."""
+
+    __slots__ = ('_socket', '_sockname', '_peername', '_others')
+
+    def __init__(self, extra=()):
+        self._socket = self._sockname = self._peername = MISSING
+        self._others = None
+        for name, value in dict(extra).items():
+            if (name == 'socket' and type(value) is TransportSocket
+                    and isinstance(value._sock, socket_type)):
+                # A bare socket in the slot stands for its TransportSocket,
+                # made when asked for (see socket_slot).
+                self._socket = value._sock
+            else:
+                self[name] = value
+
+    def get(self, name, default=None):
+        value = extra_slot(self, name)
+        if value is MISSING:
+            others = self._others
+            if others is None:
+                hash(name)  # an unhashable name fails as with a dict
+                return default
+            return others.get(name, default)
+        return value
+
+    def __getitem__(self, name):
+        value = extra_slot(self, name)
+        if value is MISSING:
+            others = self._others
+            if others is None:
+                hash(name)
+                raise KeyError(name)
+            return others[name]
+        return value
+
+    def __contains__(self, name):
+        if extra_slot(self, name) is not MISSING:
+            return True
+        others = self._others
+        if others is None:
+            hash(name)
+            return False
+        return name in others
+
+    def __setitem__(self, name, value):
+        if name == 'sockname':
+            self._sockname = value
+        elif name == 'peername':
+            self._peername = value
+        elif name == 'socket' and not isinstance(value, socket_type):
+            self._socket = value
+        else:
+            # Also 'socket' set to a bare socket: the slot would wrap it.
+            if name == 'socket':
+                self._socket = MISSING
+            if self._others is None:
+                self._others = {}
+            self._others[name] = value
+            return
+        if self._others is not None:
+            self._others.pop(name, None)
+
+    def __delitem__(self, name):
+        if extra_slot(self, name) is not MISSING:
+            setattr(self, '_' + name, MISSING)
+        elif self._others is not None and name in self._others:
+            del self._others[name]
+        else:
+            raise KeyError(name)
+
+    def __iter__(self):
+        for name in ('socket', 'sockname', 'peername'):
+            if extra_slot(self, name) is not MISSING:
+                yield name
+        if self._others is not None:
+            yield from self._others
+
+    def __len__(self):
+        return (sum(1 for name in ('socket', 'sockname', 'peername')
+                    if extra_slot(self, name) is not MISSING)
+                + (len(self._others) if self._others is not None else 0))
+
+    def __repr__(self):
+        return repr(dict(self))
+
+    def copy(self):
+        return dict(self)
+
+
+cdef object extra_slot(info, name):
+    """The value of name in info's slots, or MISSING (not a slot's name, or
+    no value)."""
+    if name == 'peername':
+        return info._peername
+    if name == 'sockname':
+        return info._sockname
+    if name == 'socket':
+        value = info._socket
+        if isinstance(value, socket_type):
+            value = info._socket = TransportSocket(value)
+        return value
+    return MISSING
 
 
 cdef ssize_t recv_ready(transport, int fd, void *buf, size_t size) except -2:
