@@ -525,3 +525,30 @@ def test_transport_extra_behaves_as_a_dict(loop):
         b.close()
 
     loop.run_until_complete(main())
+
+
+def test_write_buffer_made_on_demand_and_limits_as_stdlib(loop):
+    """Until a write has to buffer, a transport has no write buffer of its
+    own; the size and limits read as asyncio's, and writes of any
+    bytes-like type (which skip the C fast path) arrive in order."""
+    async def main():
+        a, b = socket.socketpair()
+        transport, _ = await loop.connect_accepted_socket(asyncio.Protocol, a)
+        assert transport.get_write_buffer_size() == 0
+        assert transport.get_write_buffer_limits() == (16 * 1024, 64 * 1024)
+        transport.write(memoryview(b"one,"))
+        transport.write(bytearray(b"two,"))
+        transport.writelines([b"three,", memoryview(b"four")])
+        transport.set_write_buffer_limits(high=100)
+        assert transport.get_write_buffer_limits() == (25, 100)
+        transport.set_write_buffer_limits(high=65536.0)
+        assert type(transport.get_write_buffer_limits()[1]) is float
+        received = b""
+        b.settimeout(5)
+        while len(received) < 18:
+            received += b.recv(100)
+        transport.close()
+        b.close()
+        return received
+
+    assert loop.run_until_complete(main()) == b"one,two,three,four"

@@ -1146,3 +1146,25 @@ class SocketTransport(selector_events._SelectorSocketTransport):
             # EAGAIN, an error or a partial send: asyncio's write tries
             # again (and reports the error the way it always does).
         super_write(self, data)
+
+    def _set_write_buffer_limits(self, high=None, low=None):
+        super()._set_write_buffer_limits(high, low)
+        # asyncio computes the low-water mark anew per transport: with
+        # the defaults a 32-byte int of 16 KiB.  Equal ints are shared.
+        self._high_water = shared_limit(self._high_water)
+        self._low_water = shared_limit(self._low_water)
+
+
+cdef object DEFAULT_HIGH_WATER = 64 * 1024
+cdef object DEFAULT_LOW_WATER = 16 * 1024
+
+
+cdef object shared_limit(value):
+    """value, or the equal default write buffer limit that all transports
+    share."""
+    if type(value) is int:
+        if value == DEFAULT_LOW_WATER:
+            return DEFAULT_LOW_WATER
+        if value == DEFAULT_HIGH_WATER:
+            return DEFAULT_HIGH_WATER
+    return value
