@@ -1145,7 +1145,19 @@ class SocketTransport(selector_events._SelectorSocketTransport):
                 data = data[n:]
             # EAGAIN, an error or a partial send: asyncio's write tries
             # again (and reports the error the way it always does).
+        if type(self._buffer) is bytes:
+            self._buffer = bytearray()  # the first write that may buffer
         super_write(self, data)
+
+    if getattr(selector_events._SelectorSocketTransport,
+               '_buffer_factory', None) is bytearray:
+        # asyncio (3.11) gives each transport an empty bytearray for its
+        # write buffer (56 bytes); most writes of an idle-heavy server go
+        # out at once and never need it.  Until a write has to buffer,
+        # _buffer is b'' (one object for all): empty, as asyncio's code
+        # reads it, and write() puts a bytearray there before asyncio's
+        # write() can add to it.
+        _buffer_factory = bytes
 
     def _set_write_buffer_limits(self, high=None, low=None):
         super()._set_write_buffer_limits(high, low)
