@@ -552,3 +552,129 @@ def test_write_buffer_made_on_demand_and_limits_as_stdlib(loop):
         return received
 
     assert loop.run_until_complete(main()) == b"one,two,three,four"
+
+
+def test_fd_of_a_transport_refused_in_every_state(no_leaks):
+    """add_reader() on a socket transport's fd is refused while the
+    transport is open, whatever its reading state (before its reader
+    starts, reading, paused, resumed, past an EOF its protocol keeps
+    open), and allowed once it closes, as on the standard loop; sendfile
+    (which takes the fd from the transport for a while) still works."""
+    import tempfile
+
+    def refused(loop, fd):
+        try:
+            loop.add_reader(fd, print)
+        except RuntimeError as exc:
+            return "used by transport" in str(exc)
+        loop.remove_reader(fd)
+        return False
+
+    def scenario(loop):
+        states = []
+        eof = loop.create_future()
+
+        class P(asyncio.Protocol):
+            def connection_made(self, transport):
+                states.append(("made", refused(loop, transport._sock_fd)))
+
+            def eof_received(self):
+                eof.set_result(None)
+                return True  # keep the transport open to write
+
+        async def main():
+            a, b = socket.socketpair()
+            fd = a.fileno()
+            transport, _ = await loop.connect_accepted_socket(P, a)
+            states.append(("reading", refused(loop, fd)))
+            transport.pause_reading()
+            states.append(("paused", refused(loop, fd)))
+            transport.resume_reading()
+            states.append(("resumed", refused(loop, fd)))
+            with tempfile.TemporaryFile() as f:
+                f.write(b"file data")
+                f.flush()
+                sent = await loop.sendfile(transport, f)
+            states.append(("sendfile", sent, b.recv(100), refused(loop, fd)))
+            b.shutdown(socket.SHUT_WR)
+            await asyncio.wait_for(eof, 5)
+            states.append(("eof", refused(loop, fd)))
+            transport.close()
+            states.append(("closing", refused(loop, fd)))
+            await asyncio.sleep(0)
+            b.close()
+            return states
+
+        return loop.run_until_complete(main())
+
+    results = {}
+    for name, factory in _loop_factories():
+        loop = factory()
+        try:
+            results[name] = scenario(loop)
+        finally:
+            loop.close()
+    assert results["wfcloop0"] == results["stdlib"] == results["wfcloop2"]
+    assert results["stdlib"] == [
+        ("made", True), ("reading", True), ("paused", True), ("resumed", True),
+        ("sendfile", 9, b"file data", True), ("eof", True), ("closing", False)]
+
+
+def test_transport_map_answers_as_asyncio(no_leaks):
+    """loop._transports (no weak reference per reading socket transport on
+    wfcloop) finds an open transport by its fd in every state, as asyncio's
+    WeakValueDictionary does, honours del and a later set, and lets an
+    unclosed transport that stopped reading be collected."""
+    import gc
+
+    def scenario(loop):
+        seen = []
+
+        def look(state, fd, transport):
+            transports = loop._transports
+            seen.append((state, fd in transports, transports.get(fd) is transport))
+
+        class P(asyncio.Protocol):
+            def connection_made(self, transport):
+                look("made", transport._sock_fd, transport)
+
+        async def main():
+            a, b = socket.socketpair()
+            fd = a.fileno()
+            transport, _ = await loop.connect_accepted_socket(P, a)
+            look("reading", fd, transport)
+            del loop._transports[fd]
+            look("deleted", fd, transport)
+            transport.pause_reading()
+            transport.resume_reading()
+            look("deleted, paused and resumed", fd, transport)
+            loop._transports[fd] = transport
+            look("set again", fd, transport)
+            transport.pause_reading()
+            look("paused", fd, transport)
+            transport.resume_reading()
+            look("resumed", fd, transport)
+            transport.pause_reading()
+            del transport
+            gc.collect()
+            seen.append(("dropped while paused", fd in loop._transports))
+            b.close()
+            return seen
+
+        import warnings
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ResourceWarning)
+            return loop.run_until_complete(main())
+
+    results = {}
+    for name, factory in _loop_factories():
+        loop = factory()
+        try:
+            results[name] = scenario(loop)
+        finally:
+            loop.close()
+    assert results["wfcloop0"] == results["stdlib"] == results["wfcloop2"]
+    assert results["stdlib"] == [
+        ("made", True, True), ("reading", True, True), ("deleted", False, False),
+        ("deleted, paused and resumed", False, False), ("set again", True, True),
+        ("paused", True, True), ("resumed", True, True), ("dropped while paused", False)]
