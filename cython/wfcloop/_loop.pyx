@@ -993,9 +993,7 @@ cdef class TransportMap:
         return self.lookup(fd) is not None
 
     def __setitem__(self, fd, transport):
-        self.deleted.discard(fd)
-        self.starting.pop(fd, None)
-        self.weak.pop(fd, None)
+        self.forget(fd)
         if reading_transport(self.fd_to_key, fd) is transport:
             return
         if isinstance(transport, SocketTransport) and not transport._paused:
@@ -1006,9 +1004,20 @@ cdef class TransportMap:
     def __delitem__(self, fd):
         if self.lookup(fd) is None:
             raise KeyError(fd)
-        self.starting.pop(fd, None)
-        self.weak.pop(fd, None)
+        self.forget(fd)
         self.deleted.add(fd)
+
+    cdef forget(self, fd):
+        """Drop what the map holds for fd.  The weak references go
+        straight out of the WeakValueDictionaries' tables (their own
+        methods are Python code; a reference dropped first never calls
+        back)."""
+        if self.deleted:
+            self.deleted.discard(fd)
+        if self.starting_refs:
+            self.starting_refs.pop(fd, None)
+        if self.weak_refs:
+            self.weak_refs.pop(fd, None)
 
     def keys(self):
         fds = set(self.starting.keys())
@@ -1041,9 +1050,9 @@ cdef class TransportMap:
             return
         if reading_transport(self.fd_to_key, fd) is transport:
             if weak_get(self.starting_refs, fd) is transport:
-                del self.starting[fd]
+                del self.starting_refs[fd]
         elif weak_get(self.weak_refs, fd) is not transport and not transport.is_closing():
-            self.starting.pop(fd, None)
+            self.starting_refs.pop(fd, None)
             self.weak[fd] = transport
 
 
