@@ -312,3 +312,398 @@ def test_buffered_protocol_bad_buffer_same_error_as_stdlib(bad, no_leaks):
             loop.close()
     assert results["wfcloop0"] == results["stdlib"] == results["wfcloop2"]
     assert results["stdlib"][0] == ("TypeError" if bad == "readonly" else "RuntimeError")
+
+
+# ---- what an idle connection holds (memory per connection) --------------
+
+def _loop_factories():
+    return [("stdlib", asyncio.SelectorEventLoop),
+            ("wfcloop0", lambda: wfcloop.new_event_loop(pollers=0)),
+            ("wfcloop2", lambda: wfcloop.new_event_loop(pollers=2))]
+
+
+def _serve_two(loop, Protocol, client_action=None):
+    """Accept two connections to a Protocol server; returns the two server
+    transports, what each client socket says of itself, and the result of
+    client_action(clients, transports)."""
+    made = []
+
+    class Recorder(Protocol):
+        def connection_made(self, transport):
+            made.append(transport)
+            super().connection_made(transport)
+
+    async def main():
+        server = await loop.create_server(Recorder, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        clients = [socket.create_connection(("127.0.0.1", port)) for _ in range(2)]
+        while len(made) < 2:
+            await asyncio.sleep(0.001)
+        # The accept order is the connect order here: one listener, backlog.
+        names = [(c.getsockname(), c.getpeername()) for c in clients]
+        result = None
+        if client_action is not None:
+            result = await client_action(clients, made)
+        for c in clients:
+            c.close()
+        for t in made:
+            t.close()
+        server.close()
+        await server.wait_closed()
+        return made, names, result
+
+    return loop.run_until_complete(main())
+
+
+def test_accepted_transports_extra_info_as_stdlib(no_leaks):
+    """sockname and peername of accepted transports are the values
+    asyncio's transport reports (what the client's socket says), equal and
+    of the same types; on wfcloop connections to one listener share one
+    sockname tuple and one peer host string."""
+    seen = {}
+    for name, factory in _loop_factories():
+        loop = factory()
+        try:
+            transports, names, _ = _serve_two(loop, asyncio.Protocol)
+        finally:
+            loop.close()
+        info = []
+        for t, (client_name, client_peer) in zip(transports, names):
+            sockname = t.get_extra_info("sockname")
+            peername = t.get_extra_info("peername")
+            assert sockname == client_peer and peername == client_name
+            assert type(sockname) is type(peername) is tuple
+            assert [type(x) for x in sockname] == [str, int]
+            assert t.get_extra_info("socket").fileno() == -1  # closed with it
+            assert t.get_extra_info("nothing", 7) == 7
+            info.append((sockname[0], peername[0], type(t.get_extra_info("socket"))))
+        seen[name] = info
+        if name != "stdlib":
+            a, b = transports
+            assert a.get_extra_info("sockname") is b.get_extra_info("sockname")
+            assert a.get_extra_info("peername")[0] is b.get_extra_info("peername")[0]
+    assert seen["wfcloop0"] == seen["stdlib"] == seen["wfcloop2"]
+
+
+def test_peername_kept_after_the_peer_resets(loop):
+    """The peer's address is read when the connection is accepted, as
+    asyncio does: it is still there once the peer has reset it."""
+    lost = []
+
+    class P(asyncio.Protocol):
+        def connection_lost(self, exc):
+            lost.append(exc)
+
+    async def reset(clients, transports):
+        expected = [c.getsockname() for c in clients]
+        for c in clients:
+            c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\1\0\0\0\0\0\0\0")
+            c.close()
+        for t in transports:
+            t.write(b"x" * 100)   # meets the reset
+        while len(lost) < 2:
+            await asyncio.sleep(0.001)
+        return expected, [t.get_extra_info("peername") for t in transports]
+
+    _, _, (expected, after) = _serve_two(loop, P, reset)
+    assert after == expected
+
+
+def test_contextvars_stay_per_connection(loop):
+    """Each transport reads in its own copy of the context: a contextvar
+    set in data_received is seen by that connection's later callbacks and
+    by no other connection, nor by the code that started the server."""
+    import contextvars
+    var = contextvars.ContextVar("var", default=None)
+    seen = []
+
+    class P(asyncio.Protocol):
+        def connection_made(self, transport):
+            self.transport = transport
+
+        def data_received(self, data):
+            seen.append((id(self.transport), data, var.get()))
+            var.set(data)
+
+    async def talk(clients, transports):
+        for turn in (b"1", b"2"):
+            for i, c in enumerate(clients):
+                c.send(b"%d-%s" % (i, turn))
+                while len(seen) < 2 * int(turn) - 1 + i:
+                    await asyncio.sleep(0.001)
+        return [id(t) for t in transports]
+
+    _, _, ids = _serve_two(loop, P, talk)
+    assert var.get() is None
+    first, second = ids
+    assert [(t, prev) for t, _, prev in seen] == [
+        (first, None), (second, None), (first, b"0-1"), (second, b"1-1")]
+
+
+def test_abandoned_transport_is_collected(no_leaks):
+    """A connected transport dropped unclosed while nothing else holds it
+    (reading paused) is garbage collected, with asyncio's ResourceWarning,
+    on wfcloop as on the standard loop."""
+    import gc
+    import warnings
+    import weakref
+    results = {}
+    for name, factory in _loop_factories():
+        loop = factory()
+        try:
+            async def main():
+                a, b = socket.socketpair()
+                transport, _ = await loop.connect_accepted_socket(asyncio.Protocol, a)
+                await asyncio.sleep(0)
+                transport.pause_reading()
+                ref = weakref.ref(transport)
+                with warnings.catch_warnings(record=True) as caught:
+                    warnings.simplefilter("always")
+                    del transport
+                    gc.collect()
+                b.close()
+                messages = [str(w.message).split(" <")[0] for w in caught
+                            if w.category is ResourceWarning]
+                del caught  # a warning holds its source: the transport
+                gc.collect()
+                return ref() is None, messages
+            results[name] = loop.run_until_complete(main())
+        finally:
+            loop.close()
+    assert results["wfcloop0"] == results["stdlib"] == results["wfcloop2"]
+    assert results["stdlib"] == (True, ["unclosed transport"])
+
+
+def test_set_protocol_switches_the_read_path(loop):
+    """The read path follows set_protocol(): a plain Protocol gets
+    data_received, a BufferedProtocol set later gets get_buffer and
+    buffer_updated, on the same transport."""
+    got = []
+    done = loop.create_future()
+
+    class Buffered(asyncio.BufferedProtocol):
+        def __init__(self):
+            self.buf = bytearray(16)
+
+        def get_buffer(self, hint):
+            return self.buf
+
+        def buffer_updated(self, n):
+            got.append(("buffered", bytes(self.buf[:n])))
+            done.set_result(None)
+
+    class Plain(asyncio.Protocol):
+        def connection_made(self, transport):
+            self.transport = transport
+
+        def data_received(self, data):
+            got.append(("plain", data))
+            self.transport.set_protocol(Buffered())
+
+    async def main():
+        a, b = socket.socketpair()
+        transport, _ = await loop.connect_accepted_socket(Plain, a)
+        b.send(b"one")
+        while not got:
+            await asyncio.sleep(0.001)
+        b.send(b"two")
+        await asyncio.wait_for(done, 5)
+        transport.close()
+        b.close()
+
+    loop.run_until_complete(main())
+    assert got == [("plain", b"one"), ("buffered", b"two")]
+
+
+def test_transport_extra_behaves_as_a_dict(loop):
+    """A transport's _extra (slots in place of asyncio's dict) answers
+    what a dict answers: reads, writes, deletes, other names, iteration;
+    the 'socket' entry is one TransportSocket, made when first asked for."""
+    async def main():
+        a, b = socket.socketpair()
+        transport, _ = await loop.connect_accepted_socket(asyncio.Protocol, a)
+        extra = transport._extra
+        expected = {"socket": transport.get_extra_info("socket"),
+                    "sockname": a.getsockname(), "peername": a.getpeername()}
+        assert type(expected["socket"]) is asyncio.trsock.TransportSocket
+        assert expected["socket"]._sock is a
+        assert transport.get_extra_info("socket") is expected["socket"]
+        assert dict(extra) == expected and len(extra) == 3
+        assert sorted(extra) == sorted(expected) and extra == expected
+        assert "peername" in extra and "cipher" not in extra
+        assert extra.get("cipher", 5) == 5 and transport.get_extra_info("cipher") is None
+        with pytest.raises(KeyError):
+            extra["cipher"]
+        with pytest.raises(TypeError):
+            extra.get([])
+        extra["cipher"] = ("TLS", 1)
+        extra["peername"] = None
+        assert transport.get_extra_info("cipher") == ("TLS", 1)
+        assert transport.get_extra_info("peername", 0) is None
+        del extra["cipher"]
+        del extra["sockname"]
+        assert "sockname" not in extra and len(extra) == 2
+        assert extra.pop("peername") is None and set(extra) == {"socket"}
+        extra["socket"] = a  # stored as given, as by a dict
+        assert extra["socket"] is a and len(extra) == 1
+        extra.update(sockname="x")
+        assert extra.copy() == {"socket": a, "sockname": "x"}
+        assert repr(extra) in (repr({"socket": a, "sockname": "x"}),
+                               repr({"sockname": "x", "socket": a}))
+        transport.close()
+        b.close()
+
+    loop.run_until_complete(main())
+
+
+def test_write_buffer_made_on_demand_and_limits_as_stdlib(loop):
+    """Until a write has to buffer, a transport has no write buffer of its
+    own; the size and limits read as asyncio's, and writes of any
+    bytes-like type (which skip the C fast path) arrive in order."""
+    async def main():
+        a, b = socket.socketpair()
+        transport, _ = await loop.connect_accepted_socket(asyncio.Protocol, a)
+        assert transport.get_write_buffer_size() == 0
+        assert transport.get_write_buffer_limits() == (16 * 1024, 64 * 1024)
+        transport.write(memoryview(b"one,"))
+        transport.write(bytearray(b"two,"))
+        transport.writelines([b"three,", memoryview(b"four")])
+        transport.set_write_buffer_limits(high=100)
+        assert transport.get_write_buffer_limits() == (25, 100)
+        transport.set_write_buffer_limits(high=65536.0)
+        assert type(transport.get_write_buffer_limits()[1]) is float
+        received = b""
+        b.settimeout(5)
+        while len(received) < 18:
+            received += b.recv(100)
+        transport.close()
+        b.close()
+        return received
+
+    assert loop.run_until_complete(main()) == b"one,two,three,four"
+
+
+def test_fd_of_a_transport_refused_in_every_state(no_leaks):
+    """add_reader() on a socket transport's fd is refused while the
+    transport is open, whatever its reading state (before its reader
+    starts, reading, paused, resumed, past an EOF its protocol keeps
+    open), and allowed once it closes, as on the standard loop; sendfile
+    (which takes the fd from the transport for a while) still works."""
+    import tempfile
+
+    def refused(loop, fd):
+        try:
+            loop.add_reader(fd, print)
+        except RuntimeError as exc:
+            return "used by transport" in str(exc)
+        loop.remove_reader(fd)
+        return False
+
+    def scenario(loop):
+        states = []
+        eof = loop.create_future()
+
+        class P(asyncio.Protocol):
+            def connection_made(self, transport):
+                states.append(("made", refused(loop, transport._sock_fd)))
+
+            def eof_received(self):
+                eof.set_result(None)
+                return True  # keep the transport open to write
+
+        async def main():
+            a, b = socket.socketpair()
+            fd = a.fileno()
+            transport, _ = await loop.connect_accepted_socket(P, a)
+            states.append(("reading", refused(loop, fd)))
+            transport.pause_reading()
+            states.append(("paused", refused(loop, fd)))
+            transport.resume_reading()
+            states.append(("resumed", refused(loop, fd)))
+            with tempfile.TemporaryFile() as f:
+                f.write(b"file data")
+                f.flush()
+                sent = await loop.sendfile(transport, f)
+            states.append(("sendfile", sent, b.recv(100), refused(loop, fd)))
+            b.shutdown(socket.SHUT_WR)
+            await asyncio.wait_for(eof, 5)
+            states.append(("eof", refused(loop, fd)))
+            transport.close()
+            states.append(("closing", refused(loop, fd)))
+            await asyncio.sleep(0)
+            b.close()
+            return states
+
+        return loop.run_until_complete(main())
+
+    results = {}
+    for name, factory in _loop_factories():
+        loop = factory()
+        try:
+            results[name] = scenario(loop)
+        finally:
+            loop.close()
+    assert results["wfcloop0"] == results["stdlib"] == results["wfcloop2"]
+    assert results["stdlib"] == [
+        ("made", True), ("reading", True), ("paused", True), ("resumed", True),
+        ("sendfile", 9, b"file data", True), ("eof", True), ("closing", False)]
+
+
+def test_transport_map_answers_as_asyncio(no_leaks):
+    """loop._transports (no weak reference per reading socket transport on
+    wfcloop) finds an open transport by its fd in every state, as asyncio's
+    WeakValueDictionary does, honours del and a later set, and lets an
+    unclosed transport that stopped reading be collected."""
+    import gc
+
+    def scenario(loop):
+        seen = []
+
+        def look(state, fd, transport):
+            transports = loop._transports
+            seen.append((state, fd in transports, transports.get(fd) is transport))
+
+        class P(asyncio.Protocol):
+            def connection_made(self, transport):
+                look("made", transport._sock_fd, transport)
+
+        async def main():
+            a, b = socket.socketpair()
+            fd = a.fileno()
+            transport, _ = await loop.connect_accepted_socket(P, a)
+            look("reading", fd, transport)
+            del loop._transports[fd]
+            look("deleted", fd, transport)
+            transport.pause_reading()
+            transport.resume_reading()
+            look("deleted, paused and resumed", fd, transport)
+            loop._transports[fd] = transport
+            look("set again", fd, transport)
+            transport.pause_reading()
+            look("paused", fd, transport)
+            transport.resume_reading()
+            look("resumed", fd, transport)
+            transport.pause_reading()
+            del transport
+            gc.collect()
+            seen.append(("dropped while paused", fd in loop._transports))
+            b.close()
+            return seen
+
+        import warnings
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ResourceWarning)
+            return loop.run_until_complete(main())
+
+    results = {}
+    for name, factory in _loop_factories():
+        loop = factory()
+        try:
+            results[name] = scenario(loop)
+        finally:
+            loop.close()
+    assert results["wfcloop0"] == results["stdlib"] == results["wfcloop2"]
+    assert results["stdlib"] == [
+        ("made", True, True), ("reading", True, True), ("deleted", False, False),
+        ("deleted, paused and resumed", False, False), ("set again", True, True),
+        ("paused", True, True), ("resumed", True, True), ("dropped while paused", False)]

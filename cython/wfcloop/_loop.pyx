@@ -22,7 +22,11 @@ callback warnings have asyncio's messages.
 import asyncio
 import heapq
 import selectors
+import socket
 import sys
+from collections.abc import MutableMapping
+from types import MethodType
+from weakref import WeakValueDictionary
 from asyncio import base_events, events, format_helpers, selector_events
 
 from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING, PyBytes_GET_SIZE
@@ -508,6 +512,7 @@ cdef complete_read(fut, read, arg):
 cdef object base_call_soon = base_events.BaseEventLoop.call_soon
 cdef object base__call_soon = base_events.BaseEventLoop._call_soon
 cdef object base_remove_reader = selector_events.BaseSelectorEventLoop._remove_reader
+cdef object base_ensure_fd_no_transport = selector_events.BaseSelectorEventLoop._ensure_fd_no_transport
 
 
 cdef release_parked_reader(loop, int fd, handle):
@@ -744,8 +749,14 @@ class BaseLoop(asyncio.SelectorEventLoop):
         # (see _sock_read_done); before asyncio's __init__ adds its first
         # reader.
         self._wfc_parked_readers = {}
+        # Equal address objects of this loop's transports, shared (see
+        # share_addresses).
+        self._wfc_addresses = {}
         super().__init__(selector)
         self._wfc_dispatch = _Dispatch(self, selector)
+        # asyncio's fd -> transport map, without a weak reference per
+        # reading socket transport (see TransportMap).
+        self._transports = TransportMap(selector._fd_to_key)
         cls = type(self)
         scheduler.own_clock = cls.time is BaseLoop.time
         for name in SCHEDULER_METHODS:
@@ -914,9 +925,356 @@ class BaseLoop(asyncio.SelectorEventLoop):
         fut.add_done_callback(partial(self._sock_write_done, fd, handle=handle))
         return await fut
 
+    def _ensure_fd_no_transport(self, fd):
+        # asyncio's check, with a C lookup in the TransportMap.
+        transports = self._transports
+        if type(fd) is not int or type(transports) is not TransportMap:
+            return base_ensure_fd_no_transport(self, fd)
+        transport = (<TransportMap>transports).lookup(fd)
+        if transport is not None and not transport.is_closing():
+            raise RuntimeError(
+                f'File descriptor {fd!r} is used by transport {transport!r}')
+
     def _make_socket_transport(self, sock, protocol, waiter=None, *,
                                extra=None, server=None):
-        return SocketTransport(self, sock, protocol, waiter, extra, server)
+        transport = SocketTransport(self, sock, protocol, waiter, extra, server)
+        share_addresses(self._wfc_addresses, transport._extra, server is not None)
+        # After the sharing: the transport's extra info in slots.
+        transport._extra = ExtraInfo(transport._extra)
+        return transport
+
+
+# How many distinct addresses a loop keeps for sharing; past that it starts
+# over (a server with many different peers shares less, never grows more).
+cdef Py_ssize_t MAX_SHARED_ADDRESSES = 1024
+
+
+cdef object shared(dict addresses, value):
+    """The object equal to value that the loop already keeps, else value
+    (kept from now on)."""
+    kept = addresses.get(value)
+    if kept is not None and type(kept) is type(value):
+        return kept
+    if len(addresses) >= MAX_SHARED_ADDRESSES:
+        addresses.clear()
+    addresses[value] = value
+    return value
+
+
+cdef share_addresses(dict addresses, extra, bint accepted):
+    """Point a new transport's 'sockname' and 'peername' at equal objects
+    that other transports of the loop already hold, where that is likely
+    to pay: asyncio keeps a fresh tuple, host string and port per
+    connection, and idle connections are mostly that.
+
+    A server's connections all have the listening address as their
+    sockname (a wildcard listener: one per local address), so an accepted
+    transport shares the whole tuple; a client's sockname has its own
+    ephemeral port, and is left alone.  Peers are few hosts with many
+    ports: the host string is shared and the tuple rebuilt around it.
+    The values are equal to asyncio's and were read at the same moment;
+    only which (immutable) objects hold them changes."""
+    if accepted:
+        sockname = extra.get('sockname')
+        if sockname is not None:
+            extra['sockname'] = shared(addresses, sockname)
+    peername = extra.get('peername')
+    if type(peername) is tuple and len(<tuple>peername) >= 2:
+        host = (<tuple>peername)[0]
+        if type(host) is str:
+            kept = shared(addresses, host)
+            if kept is not host:
+                extra['peername'] = (kept,) + (<tuple>peername)[1:]
+
+
+cdef class TransportMap:
+    """loop._transports: the transport of each fd, where asyncio's
+    ``_ensure_fd_no_transport`` looks before letting add_reader() and the
+    sock_* methods touch an fd.
+
+    asyncio keeps a WeakValueDictionary: a weak reference per transport
+    (88 bytes and a table slot), so that an unclosed transport nothing else
+    holds can still be collected.  A socket transport that is reading is
+    held by its reader in the selector anyway, and the reader says which
+    transport it is (its callback is a method of the transport): such a
+    transport is found there, with no entry of its own.  Weak entries
+    remain for the rest, as in asyncio:
+
+    * ``starting``: a socket transport from its creation until its reader
+      first starts (connection_made runs before that), then dropped;
+    * ``weak``: any other transport, and a socket transport once it stops
+      reading while open (paused, or past an EOF its protocol keeps open);
+      kept while it lives, so pausing and resuming again costs nothing.
+
+    A lookup answers what asyncio's map answers for every open transport
+    (a closing one may be left out: asyncio's check lets those pass), and
+    an fd deleted from the map (as sendfile does while it uses the socket)
+    stays absent until it is set again.  SocketTransport reports when its
+    reader starts or stops (``track_reading``)."""
+
+    cdef dict fd_to_key        # the selector's
+    cdef object starting       # WeakValueDictionary fd -> transport
+    cdef object weak           # WeakValueDictionary fd -> transport
+    cdef dict starting_refs    # their tables: fd -> weak reference
+    cdef dict weak_refs
+    cdef set deleted           # fds deleted, until set again
+
+    def __cinit__(self, dict fd_to_key):
+        self.fd_to_key = fd_to_key
+        self.starting = WeakValueDictionary()
+        self.weak = WeakValueDictionary()
+        self.starting_refs = self.starting.data
+        self.weak_refs = self.weak.data
+        self.deleted = set()
+
+    cdef object lookup(self, fd):
+        """The transport of fd, or None."""
+        if self.deleted and fd in self.deleted:
+            return None
+        transport = reading_transport(self.fd_to_key, fd)
+        if transport is None:
+            transport = weak_get(self.weak_refs, fd)
+            if transport is None:
+                transport = weak_get(self.starting_refs, fd)
+        return transport
+
+    def __getitem__(self, fd):
+        transport = self.lookup(fd)
+        if transport is None:
+            raise KeyError(fd)
+        return transport
+
+    def get(self, fd, default=None):
+        transport = self.lookup(fd)
+        return default if transport is None else transport
+
+    def __contains__(self, fd):
+        return self.lookup(fd) is not None
+
+    def __setitem__(self, fd, transport):
+        self.forget(fd)
+        if reading_transport(self.fd_to_key, fd) is transport:
+            return
+        if isinstance(transport, SocketTransport) and not transport._paused:
+            self.starting[fd] = transport
+        else:
+            self.weak[fd] = transport
+
+    def __delitem__(self, fd):
+        if self.lookup(fd) is None:
+            raise KeyError(fd)
+        self.forget(fd)
+        self.deleted.add(fd)
+
+    cdef forget(self, fd):
+        """Drop what the map holds for fd.  The weak references go
+        straight out of the WeakValueDictionaries' tables (their own
+        methods are Python code; a reference dropped first never calls
+        back)."""
+        if self.deleted:
+            self.deleted.discard(fd)
+        if self.starting_refs:
+            self.starting_refs.pop(fd, None)
+        if self.weak_refs:
+            self.weak_refs.pop(fd, None)
+
+    def keys(self):
+        fds = set(self.starting.keys())
+        fds.update(self.weak.keys())
+        for fd in list(self.fd_to_key):
+            if reading_transport(self.fd_to_key, fd) is not None:
+                fds.add(fd)
+        return fds - self.deleted
+
+    def __iter__(self):
+        return iter(self.keys())
+
+    def __len__(self):
+        return len(self.keys())
+
+    def items(self):
+        return [(fd, self[fd]) for fd in self.keys()]
+
+    def values(self):
+        return [self[fd] for fd in self.keys()]
+
+    def __repr__(self):
+        return f'<TransportMap {dict(self.items())!r}>'
+
+    cdef track(self, fd, transport):
+        """transport's reader started or stopped: drop the entry of a
+        starting transport once its reader holds it; give an open
+        transport without a reader a weak entry."""
+        if self.deleted and fd in self.deleted:
+            return
+        if reading_transport(self.fd_to_key, fd) is transport:
+            if weak_get(self.starting_refs, fd) is transport:
+                del self.starting_refs[fd]
+        elif weak_get(self.weak_refs, fd) is not transport and not transport.is_closing():
+            self.starting_refs.pop(fd, None)
+            self.weak[fd] = transport
+
+
+MutableMapping.register(TransportMap)
+
+
+cdef inline object weak_get(dict refs, fd):
+    """WeakValueDictionary.get(fd), read from its table (refs): the
+    object, or None (no entry, or the object is gone)."""
+    ref = refs.get(fd)
+    return None if ref is None else ref()
+
+
+cdef object reading_transport(dict fd_to_key, fd):
+    """The socket transport whose reader is registered for fd, or None.
+    A socket transport's reader runs a bound method of the transport."""
+    key = fd_to_key.get(fd)
+    if key is None:
+        return None
+    data = key.data
+    if type(data) is not tuple or len(<tuple>data) != 2:
+        return None
+    reader = (<tuple>data)[0]
+    if type(reader) is not Handle:
+        return None
+    callback = reader._callback
+    if type(callback) is not MethodType:
+        return None
+    owner = (<object>callback).__self__
+    if isinstance(owner, SocketTransport):
+        return owner
+    return None
+
+
+cdef track_reading(transport):
+    """Tell the loop's TransportMap that transport's reader started or
+    stopped."""
+    loop = transport._loop
+    if loop is None:
+        return  # connection lost: the transport is closed
+    transports = loop._transports
+    if type(transports) is TransportMap:
+        (<TransportMap>transports).track(transport._sock_fd, transport)
+
+
+cdef object MISSING = object()   # an ExtraInfo slot without a value
+cdef object TransportSocket = asyncio.trsock.TransportSocket
+cdef object socket_type = socket.socket
+
+
+class ExtraInfo(MutableMapping):
+    """A socket transport's extra info, in place of asyncio's dict.
+
+    asyncio's socket transport fills a dict with 'socket', 'sockname' and
+    'peername' (a 64-byte dict with a 120-byte table) and wraps the
+    socket in a TransportSocket (40 bytes) up front.  This holds the three
+    in slots (64 bytes in all) and makes the TransportSocket when first
+    asked for, then keeps it, so get_extra_info('socket') returns the
+    same object each time, as before.  Any other name goes to a dict made
+    when one is set.  It is a MutableMapping: what asyncio and anyone
+    else do with a transport's _extra works as on the dict."""
+
+    __slots__ = ('_socket', '_sockname', '_peername', '_others')
+
+    def __init__(self, extra=()):
+        self._socket = self._sockname = self._peername = MISSING
+        self._others = None
+        for name, value in dict(extra).items():
+            if (name == 'socket' and type(value) is TransportSocket
+                    and isinstance(value._sock, socket_type)):
+                # A bare socket in the slot stands for its TransportSocket,
+                # made when asked for (see socket_slot).
+                self._socket = value._sock
+            else:
+                self[name] = value
+
+    def get(self, name, default=None):
+        value = extra_slot(self, name)
+        if value is MISSING:
+            others = self._others
+            if others is None:
+                hash(name)  # an unhashable name fails as with a dict
+                return default
+            return others.get(name, default)
+        return value
+
+    def __getitem__(self, name):
+        value = extra_slot(self, name)
+        if value is MISSING:
+            others = self._others
+            if others is None:
+                hash(name)
+                raise KeyError(name)
+            return others[name]
+        return value
+
+    def __contains__(self, name):
+        if extra_slot(self, name) is not MISSING:
+            return True
+        others = self._others
+        if others is None:
+            hash(name)
+            return False
+        return name in others
+
+    def __setitem__(self, name, value):
+        if name == 'sockname':
+            self._sockname = value
+        elif name == 'peername':
+            self._peername = value
+        elif name == 'socket' and not isinstance(value, socket_type):
+            self._socket = value
+        else:
+            # Also 'socket' set to a bare socket: the slot would wrap it.
+            if name == 'socket':
+                self._socket = MISSING
+            if self._others is None:
+                self._others = {}
+            self._others[name] = value
+            return
+        if self._others is not None:
+            self._others.pop(name, None)
+
+    def __delitem__(self, name):
+        if extra_slot(self, name) is not MISSING:
+            setattr(self, '_' + name, MISSING)
+        elif self._others is not None and name in self._others:
+            del self._others[name]
+        else:
+            raise KeyError(name)
+
+    def __iter__(self):
+        for name in ('socket', 'sockname', 'peername'):
+            if extra_slot(self, name) is not MISSING:
+                yield name
+        if self._others is not None:
+            yield from self._others
+
+    def __len__(self):
+        return (sum(1 for name in ('socket', 'sockname', 'peername')
+                    if extra_slot(self, name) is not MISSING)
+                + (len(self._others) if self._others is not None else 0))
+
+    def __repr__(self):
+        return repr(dict(self))
+
+    def copy(self):
+        return dict(self)
+
+
+cdef object extra_slot(info, name):
+    """The value of name in info's slots, or MISSING (not a slot's name, or
+    no value)."""
+    if name == 'peername':
+        return info._peername
+    if name == 'sockname':
+        return info._sockname
+    if name == 'socket':
+        value = info._socket
+        if isinstance(value, socket_type):
+            value = info._socket = TransportSocket(value)
+        return value
+    return MISSING
 
 
 cdef ssize_t recv_ready(transport, int fd, void *buf, size_t size) except -2:
@@ -939,6 +1297,7 @@ cdef ssize_t recv_ready(transport, int fd, void *buf, size_t size) except -2:
 
 
 cdef object super_write = selector_events._SelectorSocketTransport.write
+cdef object BufferedProtocol = asyncio.BufferedProtocol
 
 
 class SocketTransport(selector_events._SelectorSocketTransport):
@@ -947,8 +1306,35 @@ class SocketTransport(selector_events._SelectorSocketTransport):
     the socket while nothing is buffered.  Everything else (flow control, EOF, close, sendfile, TLS
     upgrade) is asyncio's."""
 
+    # The loop's TransportMap finds a reading transport through its reader,
+    # and needs to know when that starts or stops (see TransportMap).
+
+    def _add_reader(self, fd, callback, *args):
+        super()._add_reader(fd, callback, *args)
+        track_reading(self)
+
+    def pause_reading(self):
+        super().pause_reading()
+        track_reading(self)
+
+    def _read_ready__on_eof(self):
+        super()._read_ready__on_eof()
+        track_reading(self)
+
+    def set_protocol(self, protocol):
+        # asyncio keeps the bound method of the read path this protocol
+        # takes in _read_ready_cb: a 64-byte object per transport, and a
+        # reference cycle.  The plain function, one for all transports of
+        # the class, says the same; _read_ready passes the transport to it.
+        cls = type(self)
+        if isinstance(protocol, BufferedProtocol):
+            self._read_ready_cb = cls._read_ready__get_buffer
+        else:
+            self._read_ready_cb = cls._read_ready__data_received
+        super(selector_events._SelectorSocketTransport, self).set_protocol(protocol)
+
     def _read_ready(self):
-        self._read_ready_cb()
+        self._read_ready_cb(self)
 
     def _read_ready__data_received(self):
         cdef ssize_t n
@@ -1019,4 +1405,38 @@ class SocketTransport(selector_events._SelectorSocketTransport):
                 data = data[n:]
             # EAGAIN, an error or a partial send: asyncio's write tries
             # again (and reports the error the way it always does).
+        if type(self._buffer) is bytes:
+            self._buffer = bytearray()  # the first write that may buffer
         super_write(self, data)
+
+    if getattr(selector_events._SelectorSocketTransport,
+               '_buffer_factory', None) is bytearray:
+        # asyncio (3.11) gives each transport an empty bytearray for its
+        # write buffer (56 bytes); most writes of an idle-heavy server go
+        # out at once and never need it.  Until a write has to buffer,
+        # _buffer is b'' (one object for all): empty, as asyncio's code
+        # reads it, and write() puts a bytearray there before asyncio's
+        # write() can add to it.
+        _buffer_factory = bytes
+
+    def _set_write_buffer_limits(self, high=None, low=None):
+        super()._set_write_buffer_limits(high, low)
+        # asyncio computes the low-water mark anew per transport: with
+        # the defaults a 32-byte int of 16 KiB.  Equal ints are shared.
+        self._high_water = shared_limit(self._high_water)
+        self._low_water = shared_limit(self._low_water)
+
+
+cdef object DEFAULT_HIGH_WATER = 64 * 1024
+cdef object DEFAULT_LOW_WATER = 16 * 1024
+
+
+cdef object shared_limit(value):
+    """value, or the equal default write buffer limit that all transports
+    share."""
+    if type(value) is int:
+        if value == DEFAULT_LOW_WATER:
+            return DEFAULT_LOW_WATER
+        if value == DEFAULT_HIGH_WATER:
+            return DEFAULT_HIGH_WATER
+    return value
