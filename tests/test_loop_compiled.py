@@ -10,6 +10,7 @@ import time
 import pytest
 
 import wfcloop
+from _differential import assert_same, on_each
 
 
 @pytest.fixture(params=[0, 2], ids=lambda n: f"pollers={n}")
@@ -301,17 +302,8 @@ def test_buffered_protocol_bad_buffer_same_error_as_stdlib(bad, no_leaks):
 
         return loop.run_until_complete(main())
 
-    results = {}
-    for name, factory in [("stdlib", asyncio.SelectorEventLoop),
-                          ("wfcloop0", lambda: wfcloop.new_event_loop(pollers=0)),
-                          ("wfcloop2", lambda: wfcloop.new_event_loop(pollers=2))]:
-        loop = factory()
-        try:
-            results[name] = scenario(loop)
-        finally:
-            loop.close()
-    assert results["wfcloop0"] == results["stdlib"] == results["wfcloop2"]
-    assert results["stdlib"][0] == ("TypeError" if bad == "readonly" else "RuntimeError")
+    reference = assert_same(on_each(scenario))
+    assert reference[0] == ("TypeError" if bad == "readonly" else "RuntimeError")
 
 
 # ---- what an idle connection holds (memory per connection) --------------
@@ -636,15 +628,7 @@ def test_fd_of_a_transport_refused_in_every_state(no_leaks):
 
         return loop.run_until_complete(main())
 
-    results = {}
-    for name, factory in _loop_factories():
-        loop = factory()
-        try:
-            results[name] = scenario(loop)
-        finally:
-            loop.close()
-    assert results["wfcloop0"] == results["stdlib"] == results["wfcloop2"]
-    assert results["stdlib"] == [
+    assert assert_same(on_each(scenario)) == [
         ("made", True), ("reading", True), ("paused", True), ("resumed", True),
         ("sendfile", 9, b"file data", True), ("eof", True), ("closing", False)]
 
@@ -695,15 +679,7 @@ def test_transport_map_answers_as_asyncio(no_leaks):
             warnings.simplefilter("ignore", ResourceWarning)
             return loop.run_until_complete(main())
 
-    results = {}
-    for name, factory in _loop_factories():
-        loop = factory()
-        try:
-            results[name] = scenario(loop)
-        finally:
-            loop.close()
-    assert results["wfcloop0"] == results["stdlib"] == results["wfcloop2"]
-    assert results["stdlib"] == [
+    assert assert_same(on_each(scenario)) == [
         ("made", True, True), ("reading", True, True), ("deleted", False, False),
         ("deleted, paused and resumed", False, False), ("set again", True, True),
         ("paused", True, True), ("resumed", True, True), ("dropped while paused", False)]
