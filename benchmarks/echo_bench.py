@@ -768,7 +768,15 @@ def main(argv=None):
     p.add_argument("--write-results", action="store_true",
                    help="(re)write this machine's section of benchmarks/RESULTS.md")
     p.add_argument("--rebuild", action="store_true", help="rebuild the C programs")
+    p.add_argument("--build-only", action="store_true",
+                   help="build the C programs, then exit (benchmarks/device_loop_scaling.sh)")
+    p.add_argument("--no-build", action="store_true",
+                   help="use the C programs already in benchmarks/build/ (a machine without "
+                        "a compiler, or whose copied sources look newer)")
     a = p.parse_args(argv)
+    if a.build_only:
+        build(force=a.rebuild)
+        return 0
 
     prof = PROFILES["full" if a.full else "quick"]
     a.rounds = a.rounds or prof["rounds"]
@@ -804,7 +812,12 @@ def main(argv=None):
     if a.rounds < 3:
         notes.append(f"only {a.rounds} round(s): the ratios are not worth quoting")
 
-    build(force=a.rebuild)
+    if not a.no_build:
+        build(force=a.rebuild)
+    elif not all(binary.exists() for binary in C_PROGRAMS):
+        progress("--no-build: benchmarks/build/ lacks " + ", ".join(
+            binary.name for binary in C_PROGRAMS if not binary.exists()))
+        return 2
     nofile = raise_nofile()
     need = max(conns + [0]) + 100
     if nofile < need:
