@@ -916,6 +916,9 @@ static void park_pollers(wfc_ep *ep)
     pthread_mutex_unlock(&ep->park_lock);
     r = write(ep->park_efd, &one, sizeof(one));
     pthread_mutex_lock(&ep->park_lock);
+    /* Relaxed `closing`: read under park_lock, which wfc_ep_shutdown takes
+     * to broadcast after setting it, so the wait cannot miss it.  (Once
+     * closing, the wait returns -EBADF before it could block inline.) */
     while (ep->parked < ep->npollers && !atomic_load_explicit(&ep->closing, memory_order_relaxed))
         pthread_cond_wait(&ep->parked_cond, &ep->park_lock);
     pthread_mutex_unlock(&ep->park_lock);
