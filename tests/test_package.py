@@ -3,6 +3,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 import wfcloop
 
 
@@ -14,6 +16,24 @@ def test_python_m_wfcloop_reports_the_installation():
     assert "compiled core: loaded" in out
     assert "pollers default: 3" in out
     assert os.uname().release in out
+
+
+@pytest.mark.parametrize("value, says", [("", "poller mode: adaptive"),
+                                          ("0", "poller mode: pinned")])
+def test_python_m_wfcloop_says_the_poller_mode(value, says):
+    env = dict(os.environ, WFCLOOP_ADAPTIVE=value)
+    proc = subprocess.run([sys.executable, "-m", "wfcloop"], env=env, capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert says in proc.stdout
+
+
+def test_python_m_wfcloop_fails_on_a_bad_adaptive_setting():
+    env = dict(os.environ, WFCLOOP_ADAPTIVE="sometimes")
+    proc = subprocess.run([sys.executable, "-m", "wfcloop"], env=env, capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 1
+    assert "invalid WFCLOOP_ADAPTIVE" in proc.stdout
 
 
 def test_python_m_wfcloop_fails_on_a_bad_pollers_setting():

@@ -25,6 +25,14 @@ def main():
         return 1
     mode = "inline mode" if pollers == 0 else f"{pollers} poller threads"
     print(f"pollers default: {pollers} ({mode}; {source})")
+    from ._selector import default_adaptive
+    try:
+        adaptive = default_adaptive()
+    except ValueError as exc:
+        print(f"poller mode: invalid WFCLOOP_ADAPTIVE ({exc})")
+        return 1
+    print("poller mode: " + ("adaptive (pollers parked while the loop thread does as well)"
+                             if adaptive else "pinned (WFCLOOP_ADAPTIVE=0)"))
     return 0
 
 
