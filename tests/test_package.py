@@ -8,10 +8,16 @@ import pytest
 import wfcloop
 
 
+def python_m_wfcloop(**env):
+    """Run ``python -m wfcloop`` with ``env`` added to the environment."""
+    return subprocess.run([sys.executable, "-m", "wfcloop"], env=dict(os.environ, **env),
+                          capture_output=True, text=True, timeout=60)
+
+
 def test_python_m_wfcloop_reports_the_installation():
-    env = dict(os.environ, WFCLOOP_POLLERS="3")
-    out = subprocess.run([sys.executable, "-m", "wfcloop"], env=env, capture_output=True,
-                         text=True, timeout=60, check=True).stdout
+    proc = python_m_wfcloop(WFCLOOP_POLLERS="3")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    out = proc.stdout
     assert f"wfcloop {wfcloop.__version__}" in out
     assert "compiled core: loaded" in out
     assert "pollers default: 3" in out
@@ -21,25 +27,19 @@ def test_python_m_wfcloop_reports_the_installation():
 @pytest.mark.parametrize("value, says", [("", "poller mode: adaptive"),
                                           ("0", "poller mode: pinned")])
 def test_python_m_wfcloop_says_the_poller_mode(value, says):
-    env = dict(os.environ, WFCLOOP_ADAPTIVE=value)
-    proc = subprocess.run([sys.executable, "-m", "wfcloop"], env=env, capture_output=True,
-                          text=True, timeout=60)
+    proc = python_m_wfcloop(WFCLOOP_ADAPTIVE=value)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert says in proc.stdout
 
 
 def test_python_m_wfcloop_fails_on_a_bad_adaptive_setting():
-    env = dict(os.environ, WFCLOOP_ADAPTIVE="sometimes")
-    proc = subprocess.run([sys.executable, "-m", "wfcloop"], env=env, capture_output=True,
-                          text=True, timeout=60)
+    proc = python_m_wfcloop(WFCLOOP_ADAPTIVE="sometimes")
     assert proc.returncode == 1
     assert "invalid WFCLOOP_ADAPTIVE" in proc.stdout
 
 
 def test_python_m_wfcloop_fails_on_a_bad_pollers_setting():
-    env = dict(os.environ, WFCLOOP_POLLERS="many")
-    proc = subprocess.run([sys.executable, "-m", "wfcloop"], env=env, capture_output=True,
-                          text=True, timeout=60)
+    proc = python_m_wfcloop(WFCLOOP_POLLERS="many")
     assert proc.returncode == 1
     assert "invalid WFCLOOP_POLLERS" in proc.stdout
 

@@ -879,7 +879,8 @@ class BaseLoop(asyncio.SelectorEventLoop):
 
     # sock_recv, sock_recv_into and sock_sendall: asyncio's contract and
     # code path (try the syscall first, else wait for readiness with a
-    # reader or writer), compiled.
+    # reader or writer), compiled; a read whose last call on the socket
+    # waited skips the try (see waited_last_time).
 
     async def sock_recv(self, sock, n):
         """Receive up to n bytes from the non-blocking socket sock."""
