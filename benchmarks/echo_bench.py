@@ -159,10 +159,12 @@ def raise_nofile():
     return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
 
-def proc_cpu(pid):
-    """utime + stime of a process (all its threads), in seconds, or None."""
+def proc_cpu(pid, thread=None):
+    """utime + stime of a process (all its threads), or of one of its
+    threads (`thread`: its tid), in seconds, or None."""
+    path = f"/proc/{pid}/stat" if thread is None else f"/proc/{pid}/task/{thread}/stat"
     try:
-        with open(f"/proc/{pid}/stat") as f:
+        with open(path) as f:
             fields = f.read().rpartition(")")[2].split()
         return (int(fields[11]) + int(fields[12])) / CLK_TCK
     except (OSError, IndexError, ValueError):
@@ -353,8 +355,9 @@ def run_client(server, cell, a):
         for line in proc.stderr:
             line = line.strip()
             if line in ("mark start", "mark end"):
+                # the main thread is the loop thread in every server here
                 samples[line.split()[1]] = (time.monotonic(), proc_cpu(spid),
-                                            machine_busy())
+                                            machine_busy(), proc_cpu(spid, spid))
             elif line:
                 errlines.append(line)
     t = threading.Thread(target=read_marks, daemon=True)
@@ -378,11 +381,13 @@ def run_client(server, cell, a):
         res["why"] = "client failed: " + (" | ".join(errlines)[-300:] or f"exit {proc.returncode}")
         return res
     if "start" in samples and "end" in samples:
-        (t0, s0, b0), (t1, s1, b1) = samples["start"], samples["end"]
+        (t0, s0, b0, l0), (t1, s1, b1, l1) = samples["start"], samples["end"]
         wall = t1 - t0
         res["window_s"] = round(wall, 4)
         if s0 is not None and s1 is not None:
             res["server_cpu_s"] = round(s1 - s0, 3)
+        if l0 is not None and l1 is not None:
+            res["loop_thread_cpu_pct"] = round(100 * (l1 - l0) / a.duration, 1)
         if b0 is not None and b1 is not None and wall > 0:
             other = (b1 - b0) - res.get("server_cpu_s", 0) - res.get("client_cpu_s", 0)
             res["others_cpus"] = round(max(0.0, other / wall), 2)
@@ -543,7 +548,7 @@ def summarize(runs, cells, servers):
                    "failures": [r.get("why") for r in allr if not r["ok"]],
                    "errors": sum(r.get("errors", 0) or 0 for r in allr)}
             for key in ("rps", "p50_us", "p99_us", "server_cpu_pct", "req_per_cpu_s",
-                        "client_cpu_pct", "others_cpus"):
+                        "client_cpu_pct", "others_cpus", "loop_thread_cpu_pct"):
                 row[key] = median([r.get(key) for r in rs])
             for den in ("uvloop", "asyncio", "c-server"):
                 if den != server:
@@ -592,6 +597,17 @@ def fmt_ratio(x):
     return "-" if x is None else f"{x:.2f}"
 
 
+def server_cpu_text(r):
+    """The server's CPU, and its loop thread's where other threads (pollers)
+    took a share of it: '180% (loop 99%)'."""
+    cpu, loop = r["server_cpu_pct"], r.get("loop_thread_cpu_pct")
+    if cpu is None:
+        return "-"
+    if loop is not None and cpu - loop >= 10:
+        return f"{cpu:.0f}% (loop {loop:.0f}%)"
+    return f"{cpu:.0f}%"
+
+
 def table(summary, threads):
     head = ["cell", "server", "req/s", "×uvloop", "×asyncio", "server CPU", "client CPU",
             "req/CPU-s", "p50", "p99", "target"]
@@ -614,8 +630,7 @@ def table(summary, threads):
         rows.append([
             cell_name(r), r["server"], fmt_rate(r["rps"]),
             fmt_ratio(r.get("x_uvloop")), fmt_ratio(r.get("x_asyncio")),
-            "-" if r["server_cpu_pct"] is None else f"{r['server_cpu_pct']:.0f}%",
-            cli_s, fmt_rate(r["req_per_cpu_s"]),
+            server_cpu_text(r), cli_s, fmt_rate(r["req_per_cpu_s"]),
             fmt_us(r["p50_us"]), fmt_us(r["p99_us"]), note])
     return head, rows
 

@@ -19,6 +19,12 @@ import tempfile
 
 LOOPS = ("wfcloop", "uvloop", "asyncio")
 
+# The listening sockets' accept queue.  asyncio's default (100) is short for
+# a burst of clients connecting at once: the kernel drops the SYNs that do
+# not fit and each such client waits a 1 s retransmit.  The kernel caps it
+# at net.core.somaxconn.
+BACKLOG = 1024
+
 # Where echo_unix.py listens and echo_client.py --unix connects by default.
 UNIX_PATH = os.path.join(os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir(),
                          "wfcloop-echo.sock")

@@ -50,7 +50,7 @@ async def main(args):
     stop = _common.stop_event()
     connections = set()
     server = await loop.create_server(lambda: EchoBufferedProtocol(connections),
-                                      args.host, args.port)
+                                      args.host, args.port, backlog=_common.BACKLOG)
     _common.announce(server.sockets)
     await stop.wait()
     server.close()  # stop listening

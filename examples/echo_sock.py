@@ -45,7 +45,7 @@ async def main(args):
     stop = _common.stop_event()
     family, _, _, _, addr = (await loop.getaddrinfo(
         args.host, args.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE))[0]
-    with socket.create_server(addr, family=family) as listener:  # SO_REUSEADDR on
+    with socket.create_server(addr, family=family, backlog=_common.BACKLOG) as listener:  # SO_REUSEADDR on
         listener.setblocking(False)
         _common.announce([listener])
         tasks = set()

@@ -37,7 +37,8 @@ async def main(args):
         clients[task] = writer
         task.add_done_callback(clients.pop)
 
-    server = await asyncio.start_server(connected, args.host, args.port)
+    server = await asyncio.start_server(connected, args.host, args.port,
+                                        backlog=_common.BACKLOG)
     _common.announce(server.sockets)
     await stop.wait()
     server.close()  # stop listening
