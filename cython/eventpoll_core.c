@@ -274,6 +274,8 @@ struct wfc_ep {
         int64_t next_probe_ns;
         int64_t backoff_ns;
         int64_t scale;            /* every constant of the rule / scale (tests) */
+        unsigned waits_unclocked; /* waits since the clock was last read */
+        uint64_t delivered_seen;  /* `delivered` at the last wait's start */
     } adapt;
 };
 
@@ -1006,6 +1008,7 @@ static void switch_phase(wfc_ep *ep, int phase)
 #define ADAPT_BACKOFF_MIN_NS 2000000000LL  /* 2 s */
 #define ADAPT_BACKOFF_MAX_NS 64000000000LL /* 64 s */
 #define ADAPT_RECHECK_NS 10000000000LL     /* 10 s */
+#define ADAPT_CLOCK_EVERY 32               /* waits between clock reads under load */
 enum { ADAPT_STEADY, ADAPT_WARMUP, ADAPT_MEASURE };
 
 static void adapt_window_end(wfc_ep *ep, struct adapt_state *a, int64_t now, double rate)
@@ -1053,14 +1056,33 @@ static void adapt_window_end(wfc_ep *ep, struct adapt_state *a, int64_t now, dou
 static void adapt_phase(wfc_ep *ep)
 {
     struct adapt_state *a = &ep->adapt;
-    int req = atomic_exchange_explicit(&ep->phase_request, -1, memory_order_relaxed);
     int64_t now, wall;
     uint64_t delivered;
 
-    if (req >= 0)
-        switch_phase(ep, req);
+    /* Relaxed load first, so that a wait with no request pending (nearly
+     * every one) makes no atomic read-modify-write; the exchange takes a
+     * request exactly once.  Relaxed: the request carries no data. */
+    if (atomic_load_explicit(&ep->phase_request, memory_order_relaxed) >= 0) {
+        int req = atomic_exchange_explicit(&ep->phase_request, -1, memory_order_relaxed);
+        if (req >= 0)
+            switch_phase(ep, req);
+    }
     if (!atomic_load_explicit(&ep->adaptive, memory_order_relaxed))
         return;
+    /* The clock is read once every ADAPT_CLOCK_EVERY waits while waits
+     * deliver events (a loaded loop waits 10^4..10^5 times a second, and
+     * a window is 20 ms or more), and at every wait after one that
+     * delivered nothing (the loop was idle: a clock read costs nothing
+     * next to that).  Relaxed: the consumer is the only thread that adds
+     * to `delivered`. */
+    delivered = atomic_load_explicit(&ep->delivered, memory_order_relaxed);
+    if (a->window_start_ns != 0 && delivered != a->delivered_seen
+            && ++a->waits_unclocked < (unsigned)(ADAPT_CLOCK_EVERY / a->scale)) {
+        a->delivered_seen = delivered;
+        return;
+    }
+    a->delivered_seen = delivered;
+    a->waits_unclocked = 0;
     now = now_ns();
     if (a->window_start_ns == 0) {
         a->window_start_ns = now;
@@ -1072,8 +1094,6 @@ static void adapt_phase(wfc_ep *ep)
     if (wall < (a->stage == ADAPT_WARMUP ? ADAPT_WARMUP_NS
                 : a->stage == ADAPT_MEASURE ? ADAPT_MEASURE_NS : ADAPT_WINDOW_NS) / a->scale)
         return;
-    /* Relaxed: the consumer is the only thread that adds to `delivered`. */
-    delivered = atomic_load_explicit(&ep->delivered, memory_order_relaxed);
     if (a->stage == ADAPT_WARMUP) {
         a->stage = ADAPT_MEASURE;   /* what it measured is the switch's cost */
     } else if (delivered - a->delivered_at_start >= (ADAPT_MIN_EVENTS + a->scale - 1) / a->scale) {

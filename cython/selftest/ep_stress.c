@@ -821,6 +821,7 @@ int main(int argc, char **argv)
             {3, WFC_READY_LIST_WFCQUEUE, EP_STRESS_ET, 1, 1, 64, 3, 0},
             {2, WFC_READY_LIST_WFCQUEUE, EP_STRESS_ONESHOT, 1, 1, 16, 5, 0},
             {2, WFC_READY_LIST_WFCQUEUE, EP_STRESS_LT, 1, 1, 64, 0, 1000},
+            {2, WFC_READY_LIST_WFCQUEUE, EP_STRESS_LT, 1, 1, 64, 0, 16},
         };
         for (int i = 0; i < (int)(sizeof(table) / sizeof(table[0])); i++) {
             if (only >= 0 && i != only)
