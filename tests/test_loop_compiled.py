@@ -683,3 +683,106 @@ def test_transport_map_answers_as_asyncio(no_leaks):
         ("made", True, True), ("reading", True, True), ("deleted", False, False),
         ("deleted, paused and resumed", False, False), ("set again", True, True),
         ("paused", True, True), ("resumed", True, True), ("dropped while paused", False)]
+
+
+def self_rescheduling_c_callback(loop):
+    """A callback that schedules itself again with no Python frame in
+    between: functools.partial(loop.call_soon, itself)."""
+    import functools
+    again = functools.partial(print)
+    again.__setstate__((loop.call_soon, (again,), {}, None))
+    return again
+
+
+def test_run_forever_honours_a_replaced_run_once(loop):
+    """run_forever's compiled loop calls an _run_once set on the instance
+    (tests and tools replace it) and one a subclass defines, as asyncio's
+    `while True: self._run_once()` does."""
+    calls = []
+    own = loop._run_once
+
+    def counting():
+        calls.append(1)
+        own()
+    loop._run_once = counting
+    loop.call_soon(loop.call_soon, loop.stop)   # stops in the 2nd iteration
+    loop.run_forever()
+    assert len(calls) == 2
+    del loop._run_once
+    n = len(calls)
+    loop.call_soon(loop.stop)
+    loop.run_forever()
+    assert len(calls) == n  # the loop's own again
+
+    class Counting(wfcloop.Loop):
+        def _run_once(self):
+            calls.append(2)
+            super()._run_once()
+    sub = Counting(pollers=0)
+    try:
+        sub.call_soon(sub.stop)
+        sub.run_forever()
+    finally:
+        sub.close()
+    assert calls.count(2) >= 1
+
+
+@pytest.mark.timeout(60)
+def test_signal_handler_interrupts_a_busy_compiled_loop(loop):
+    """A Python signal handler that raises stops run_forever even while
+    every callback is C (no bytecode runs that would check for signals):
+    the compiled loop passes the eval breaker every few dozen iterations,
+    as the bytecode loop did at each.  Without that this test hangs."""
+    import signal
+
+    class Alarm(Exception):
+        pass
+
+    def on_alarm(signum, frame):
+        raise Alarm
+    old = signal.signal(signal.SIGALRM, on_alarm)
+    try:
+        loop.call_soon(self_rescheduling_c_callback(loop))
+        signal.setitimer(signal.ITIMER_REAL, 0.05)
+        with pytest.raises(Alarm):
+            loop.run_forever()
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+    assert not loop.is_running()
+    # still usable
+    assert loop.run_until_complete(asyncio.sleep(0, 7)) == 7
+
+
+def test_busy_compiled_loop_lets_other_threads_run(loop):
+    """While only C callbacks run, another Python thread still gets the
+    GIL when it asks for it (after the switch interval): the compiled loop
+    passes the eval breaker every few dozen iterations, as the bytecode
+    loop did at each."""
+    progress = []
+    seen_by_loop = []
+    done = threading.Event()
+
+    def worker():
+        while not done.is_set():
+            progress.append(1)
+            time.sleep(0)    # a GIL handoff point for the worker itself
+
+    def stop():
+        seen_by_loop.append(len(progress))
+        loop.stop()
+
+    th = threading.Thread(target=worker)
+    th.start()
+    try:
+        loop.call_soon(self_rescheduling_c_callback(loop))
+        loop.call_later(0.3, stop)
+        # the worker gets going; from here on only the loop's C runs
+        loop.run_forever()
+    finally:
+        done.set()
+        th.join()
+    # the worker ran while the loop spun, about once per switch interval
+    # (5 ms); without the eval breaker it gets the GIL only once the loop
+    # stops
+    assert seen_by_loop and seen_by_loop[0] > 10, seen_by_loop

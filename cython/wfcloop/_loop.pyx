@@ -24,6 +24,7 @@ import heapq
 import selectors
 import socket
 import sys
+import threading
 from collections.abc import MutableMapping
 from types import MethodType
 from weakref import WeakValueDictionary
@@ -63,6 +64,7 @@ cdef extern from "Python.h":
     int PyContext_Exit(object ctx) except -1
     object PyObject_Call(object callable, object args, PyObject *kwargs)
     object PyContext_CopyCurrent()
+    PyObject *PyDict_GetItem(object d, object key)
 
 
 cdef extern from "sys/socket.h" nogil:
@@ -343,6 +345,54 @@ cdef run_once(object loop, _Dispatch dispatch, _Scheduler scheduler):
         else:
             run_handle(handle)
     handle = None  # Needed to break cycles when an exception occurs.
+
+
+cdef object RUN_ONCE_NAME = "_run_once"
+cdef object STOPPING_NAME = "_stopping"
+cdef int EVAL_BREAKER_EVERY = 64   # iterations between two eval-breaker points
+
+# A function of Python bytecode, so that calling it passes the interpreter's
+# eval breaker (its RESUME instruction): the GIL goes to another thread that
+# asked for it, and Python signal handlers run and may raise.  Compiled code
+# never passes it; asyncio's `while True:` loop passed it every iteration.
+_breaker_namespace = {}
+exec("def eval_breaker_point():\n    pass\n", _breaker_namespace)
+cdef object eval_breaker_point = _breaker_namespace["eval_breaker_point"]
+del _breaker_namespace
+
+
+cdef run_until_stopped(object loop, object own_run_once):
+    """asyncio's ``while True: self._run_once(); if self._stopping: break``
+    (BaseEventLoop.run_forever), compiled.
+
+    The loop's own _run_once runs as a C call unless the instance has one
+    of its own (tests replace it) or ``own_run_once`` is false (a subclass
+    overrides it).  Every EVAL_BREAKER_EVERY iterations the loop passes the
+    interpreter's eval breaker, as the bytecode loop did at each: without
+    it, a loop whose callbacks are all C (future callbacks, say) would keep
+    the GIL from other Python threads and Python signal handlers from
+    running."""
+    cdef _Dispatch dispatch = loop._wfc_dispatch
+    cdef _Scheduler scheduler = loop._wfc_scheduler
+    cdef dict parked = loop._wfc_parked_readers
+    cdef dict attrs = loop.__dict__
+    cdef PyObject *stopping
+    cdef int n = 0
+    while True:
+        if own_run_once and PyDict_GetItem(attrs, RUN_ONCE_NAME) == NULL:
+            if parked:
+                release_parked_readers(loop)
+            run_once(loop, dispatch, scheduler)
+        else:
+            loop._run_once()
+        # loop._stopping, from the instance's dict where it lives
+        stopping = PyDict_GetItem(attrs, STOPPING_NAME)
+        if (<object>stopping if stopping != NULL else loop._stopping):
+            break
+        n += 1
+        if n == EVAL_BREAKER_EVERY:
+            n = 0
+            eval_breaker_point()
 
 
 cdef unsigned long long timer_sequence = 0
@@ -763,6 +813,36 @@ class BaseLoop(asyncio.SelectorEventLoop):
             if getattr(cls, name) is getattr(BaseLoop, name):
                 setattr(self, name, getattr(scheduler, name))
 
+    def run_forever(self):
+        """Run until stop() is called."""
+        own_run_once = getattr(type(self), "_run_once", None) is BASE_RUN_ONCE
+        if HAVE_RUN_FOREVER_SETUP:   # 3.12.? and later
+            try:
+                self._run_forever_setup()
+                run_until_stopped(self, own_run_once)
+            finally:
+                self._run_forever_cleanup()
+            return
+        # BaseEventLoop.run_forever of 3.11 and 3.12.1, with the loop compiled.
+        self._check_closed()
+        self._check_running()
+        self._set_coroutine_origin_tracking(self._debug)
+
+        old_agen_hooks = sys.get_asyncgen_hooks()
+        try:
+            self._thread_id = threading.get_ident()
+            sys.set_asyncgen_hooks(firstiter=self._asyncgen_firstiter_hook,
+                                   finalizer=self._asyncgen_finalizer_hook)
+
+            events._set_running_loop(self)
+            run_until_stopped(self, own_run_once)
+        finally:
+            self._stopping = False
+            self._thread_id = None
+            events._set_running_loop(None)
+            self._set_coroutine_origin_tracking(False)
+            sys.set_asyncgen_hooks(*old_agen_hooks)
+
     def _run_once(self):
         if self._wfc_parked_readers:
             release_parked_readers(self)
@@ -986,6 +1066,10 @@ cdef share_addresses(dict addresses, extra, bint accepted):
             kept = shared(addresses, host)
             if kept is not host:
                 extra['peername'] = (kept,) + (<tuple>peername)[1:]
+
+
+cdef object BASE_RUN_ONCE = BaseLoop.__dict__["_run_once"]
+cdef bint HAVE_RUN_FOREVER_SETUP = hasattr(base_events.BaseEventLoop, "_run_forever_setup")
 
 
 cdef class TransportMap:
