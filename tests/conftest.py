@@ -1,6 +1,8 @@
 """Shared fixtures: leak checks on real fds and native threads."""
+import contextlib
 import os
 import resource
+import signal
 import threading
 import time
 
@@ -83,3 +85,22 @@ def import_cpython_tests(name):
         return importlib.import_module(name)
     return pytest.importorskip(
         name, reason=f"{name} is not installed (on Debian: libpython3.X-testsuite)")
+
+
+class Alarm(Exception):
+    """What alarm_raises() makes the SIGALRM handler raise."""
+
+
+@contextlib.contextmanager
+def alarm_raises(seconds):
+    """Within the block, SIGALRM comes after `seconds` and its Python
+    handler raises Alarm; the old handler and no timer afterwards."""
+    def handler(signum, frame):
+        raise Alarm
+    old = signal.signal(signal.SIGALRM, handler)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, seconds)
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)

@@ -11,6 +11,8 @@ import pytest
 
 from wfcloop import EventPoll, default_pollers
 
+from conftest import Alarm, alarm_raises
+
 IN, OUT, ET, ONESHOT = select.EPOLLIN, select.EPOLLOUT, select.EPOLLET, select.EPOLLONESHOT
 
 
@@ -420,25 +422,13 @@ def test_pollers_block_every_signal(no_leaks):
 # -------------------------------------------------------------- signals
 
 def test_signal_handler_exception_interrupts_poll(pollers, no_leaks):
-    class Interrupted(Exception):
-        pass
-
-    def handler(signum, frame):
-        raise Interrupted
-
-    old = signal.signal(signal.SIGALRM, handler)
-    try:
-        with EventPoll(pollers=pollers) as ep:
-            signal.setitimer(signal.ITIMER_REAL, 0.1)
-            start = time.monotonic()
-            with pytest.raises(Interrupted):
-                ep.poll(10.0)
-            assert time.monotonic() - start < 5.0
-            # Still usable afterwards.
-            assert ep.poll(0) == []
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, old)
+    with EventPoll(pollers=pollers) as ep:
+        start = time.monotonic()
+        with alarm_raises(0.1), pytest.raises(Alarm):
+            ep.poll(10.0)
+        assert time.monotonic() - start < 5.0
+        # Still usable afterwards.
+        assert ep.poll(0) == []
 
 
 def test_keyboard_interrupt_propagates_from_poll(pollers, no_leaks):

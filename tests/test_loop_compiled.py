@@ -11,6 +11,7 @@ import pytest
 
 import wfcloop
 from _differential import assert_same, on_each
+from conftest import Alarm, alarm_raises
 
 
 @pytest.fixture(params=[0, 2], ids=lambda n: f"pollers={n}")
@@ -733,22 +734,9 @@ def test_signal_handler_interrupts_a_busy_compiled_loop(loop):
     every callback is C (no bytecode runs that would check for signals):
     the compiled loop passes the eval breaker every few dozen iterations,
     as the bytecode loop did at each.  Without that this test hangs."""
-    import signal
-
-    class Alarm(Exception):
-        pass
-
-    def on_alarm(signum, frame):
-        raise Alarm
-    old = signal.signal(signal.SIGALRM, on_alarm)
-    try:
-        loop.call_soon(self_rescheduling_c_callback(loop))
-        signal.setitimer(signal.ITIMER_REAL, 0.05)
-        with pytest.raises(Alarm):
-            loop.run_forever()
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, old)
+    loop.call_soon(self_rescheduling_c_callback(loop))
+    with alarm_raises(0.05), pytest.raises(Alarm):
+        loop.run_forever()
     assert not loop.is_running()
     # still usable
     assert loop.run_until_complete(asyncio.sleep(0, 7)) == 7
