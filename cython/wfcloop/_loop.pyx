@@ -108,6 +108,10 @@ cdef object format_handle = base_events._format_handle
 cdef object Future = asyncio.Future
 cdef object Task = asyncio.Task
 cdef object set_task_name = getattr(asyncio.tasks, "_set_task_name", None)
+# Python 3.13's _format_callback_source() takes debug= and leaves a
+# callback's arguments out of its text unless debug is true (3.11 and 3.12
+# always show them).
+cdef bint FORMAT_WITH_DEBUG = sys.version_info >= (3, 13)
 # Python 3.12's _make_socket_transport() refuses a socket that an open
 # transport of the loop already uses (3.11 makes a second transport).
 cdef bint CHECK_SOCKET_TRANSPORT = sys.version_info >= (3, 12)
@@ -234,7 +238,13 @@ cdef run_handle(object handle):
     except (SystemExit, KeyboardInterrupt):
         raise
     except BaseException as exc:
-        cb = format_helpers._format_callback_source(callback, args)
+        if FORMAT_WITH_DEBUG:
+            # 3.13+: the arguments are shown in debug mode only (as in
+            # asyncio's Handle._run).
+            cb = format_helpers._format_callback_source(
+                callback, args, debug=handle._loop.get_debug())
+        else:
+            cb = format_helpers._format_callback_source(callback, args)
         context = {
             'message': f'Exception in callback {cb}',
             'exception': exc,
