@@ -4,6 +4,7 @@ thread checks), differential against the stdlib loop."""
 import asyncio
 import logging
 import socket
+import sys
 import time
 import warnings
 
@@ -97,6 +98,30 @@ def test_sock_methods_check_their_socket_in_debug_mode(no_leaks):
 
     blocking = Raised(ValueError("the socket must be non-blocking"))
     assert_all(run_on_each(scenario, debug=True), [blocking] * 4)
+
+
+def test_exception_in_callback_message_shows_arguments_as_asyncio_does(no_leaks):
+    """The message of a failing callback names its arguments where
+    asyncio's Handle._run does: always on 3.11 and 3.12, in debug mode only
+    on 3.13+ (whose _format_callback_source hides them otherwise)."""
+    def boom(*args):
+        raise ZeroDivisionError("boom")
+
+    def scenario(loop):
+        messages = []
+        loop.set_exception_handler(lambda lp, context: messages.append(context["message"]))
+        loop.call_soon(boom, 1, "x")
+        loop.call_later(0, boom, 2)
+        loop.call_later(0.001, loop.stop)
+        loop.run_forever()
+        return [m.split(" at ")[0] for m in messages]
+
+    hidden = sys.version_info >= (3, 13)
+    for debug in (False, True):
+        args = ("()", "()") if hidden and not debug else ("(1, 'x')", "(2)")
+        assert_all(on_each(scenario, debug=debug), [
+            f"Exception in callback test_exception_in_callback_message_shows_arguments_as_asyncio_does."
+            f"<locals>.boom{a}" for a in args])
 
 
 def test_debug_mode_slow_callback_and_thread_checks(no_leaks, caplog):

@@ -66,10 +66,17 @@ def test_run_forever_stop_and_reentry(no_leaks):
         return order
 
     running = raises(RuntimeError, "This event loop is already running")
+    # CPython 3.13.0 to 3.13.2 (gh-130145, fixed in 3.13.3): run_forever()
+    # runs its cleanup even when its setup refused a nested run, which
+    # marks the running loop as not running; the nested
+    # run_until_complete() that follows then runs the coroutine (and
+    # returns None) instead of raising.  Every loop inherits that
+    # run_forever() (shown on 3.13.0 with the stdlib loop alone).
+    nested_ruc = None if (3, 13) <= sys.version_info[:3] < (3, 13, 3) else running
     assert_all(on_each(scenario), [
         ("first", True),
         ("nested", running),
-        ("nested-ruc", running),
+        ("nested-ruc", nested_ruc),
         ("returned", False),
         "scheduled-after-stop",
         "second-run",
@@ -286,7 +293,14 @@ def test_task_factory_with_and_without_context(no_leaks):
 
     assert_all(on_each(scenario), [
         None, True, "unset", "from-context", "from-context",
-        [[], ["context"], ["context"]] if sys.version_info < (3, 13) else [[], ["context"], ["context", "name"]],
+        # What create_task() passes to a task factory: context= (when
+        # given) up to 3.13.2 and from 3.13.4 on, context= and name= in
+        # 3.13.3 only (gh-128308, reverted by gh-133745), every keyword
+        # from 3.14 on.  Shown on 3.11.7, 3.12.1 and 3.13.0; the other
+        # versions from CPython's change log.
+        [[], ["context"], ["context", "name"]]
+        if sys.version_info[:3] == (3, 13, 3) or sys.version_info >= (3, 14)
+        else [[], ["context"], ["context"]],
         raises(TypeError, "task factory must be a callable or None"),
         None, "from-context"])
 

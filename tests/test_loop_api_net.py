@@ -315,6 +315,40 @@ def test_connect_accepted_socket(no_leaks):
     assert_all(run_on_each(scenario), (b"from client", b"back", ["made", "eof", ("lost", None)]))
 
 
+@pytest.mark.skipif(sys.version_info < (3, 12),
+                    reason="3.11's loop makes a second transport on a socket in use")
+def test_connect_accepted_socket_refuses_a_socket_in_use(no_leaks):
+    """3.12+: _make_socket_transport refuses a socket that an open transport
+    of the loop already uses, as the stdlib loop does."""
+    async def scenario():
+        loop = asyncio.get_running_loop()
+        with tcp_listener() as lsock:
+            client = socket.create_connection(lsock.getsockname())
+            accepted, _ = lsock.accept()
+            transport, proto = await loop.connect_accepted_socket(Collector, accepted)
+            second = await aoutcome(loop.connect_accepted_socket(Collector, accepted))
+            if isinstance(second, Raised):
+                # The message names the socket, then the transport (whose
+                # class differs between the loops).
+                head, _, tail = second.message.partition(" is used by transport <")
+                second = (second.type.__name__, head == normalize(f"File descriptor {accepted!r}"),
+                          tail.startswith(type(transport).__name__))
+            else:
+                second[0].abort()
+            # The first transport still works.
+            transport.write(b"still here")
+            client.settimeout(5)
+            reply = client.recv(100)
+            client.close()
+            await asyncio.wait_for(proto.eof, 5)
+            transport.close()
+            await asyncio.wait_for(proto.lost, 5)
+            return second, reply, proto.events
+
+    assert_all(run_on_each(scenario), (("RuntimeError", True, True), b"still here",
+                                       ["made", "eof", ("lost", None)]))
+
+
 def test_transport_flow_control_and_extra_info(no_leaks):
     async def scenario():
         loop = asyncio.get_running_loop()

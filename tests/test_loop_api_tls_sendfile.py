@@ -3,9 +3,11 @@
 (zero-copy where possible, fallback otherwise), differential against the
 stdlib loop.  The certificate is made at test time with ``openssl``."""
 import asyncio
+import gc
 import os
 import socket
 import ssl
+import sys
 import tempfile
 
 import pytest
@@ -197,6 +199,16 @@ def test_tls_argument_errors(cert, no_leaks):
         Raised(ValueError("ssl_shutdown_timeout is only meaningful with ssl")),
         Raised(ValueError("ssl_handshake_timeout should be a positive number, got 0")),
     ])
+    if sys.version_info >= (3, 12):
+        # The last call's client socket (which asyncio never closes: the
+        # SSL protocol refuses the timeout before a transport owns it) is
+        # held by the frames of the ValueError's traceback, which on 3.12+
+        # sit in a reference cycle (the traceback, frames, task and
+        # SSLProtocol end up in gc.garbage): it is closed by the cycle
+        # collector, not when the results are dropped.  The stdlib loop
+        # alone does the same on 3.12.1 and 3.13.0 (one fd open after the
+        # loop is closed, none after gc.collect(); none on 3.11.7).
+        gc.collect()
 
 
 # ------------------------------------------------------------------ sendfile

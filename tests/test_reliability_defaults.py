@@ -104,7 +104,9 @@ def test_unix_server_cleanup_socket_false_and_sock_are_left_alone(pollers, tmp_p
         await server.wait_closed()
         return kept_on_request, os.path.exists(own)
 
-    assert run(pollers, main) == (True, True)
+    # 3.13's own loop (which Loop is there, unchanged) removes the file of
+    # a sock= it did not bind too; Loop's cleanup on 3.11 and 3.12 leaves it.
+    assert run(pollers, main) == (True, sys.version_info < (3, 13))
 
 
 @pytest.mark.skipif(sys.version_info >= (3, 13), reason="the stdlib loop cleans up itself")

@@ -110,6 +110,13 @@ cdef object format_handle = base_events._format_handle
 cdef object Future = asyncio.Future
 cdef object Task = asyncio.Task
 cdef object set_task_name = getattr(asyncio.tasks, "_set_task_name", None)
+# Python 3.13's _format_callback_source() takes debug= and leaves a
+# callback's arguments out of its text unless debug is true (3.11 and 3.12
+# always show them).
+cdef bint FORMAT_WITH_DEBUG = sys.version_info >= (3, 13)
+# Python 3.12's _make_socket_transport() refuses a socket that an open
+# transport of the loop already uses (3.11 makes a second transport).
+cdef bint CHECK_SOCKET_TRANSPORT = sys.version_info >= (3, 12)
 from asyncio.log import logger
 
 
@@ -233,7 +240,13 @@ cdef run_handle(object handle):
     except (SystemExit, KeyboardInterrupt):
         raise
     except BaseException as exc:
-        cb = format_helpers._format_callback_source(callback, args)
+        if FORMAT_WITH_DEBUG:
+            # 3.13+: the arguments are shown in debug mode only (as in
+            # asyncio's Handle._run).
+            cb = format_helpers._format_callback_source(
+                callback, args, debug=handle._loop.get_debug())
+        else:
+            cb = format_helpers._format_callback_source(callback, args)
         context = {
             'message': f'Exception in callback {cb}',
             'exception': exc,
@@ -1007,17 +1020,28 @@ class BaseLoop(asyncio.SelectorEventLoop):
         return await fut
 
     def _ensure_fd_no_transport(self, fd):
-        # asyncio's check, with a C lookup in the TransportMap.
+        # asyncio's check, with a C lookup in the TransportMap (for an fd
+        # number or a socket; anything else takes asyncio's path, which
+        # reports a bad file object).
         transports = self._transports
-        if type(fd) is not int or type(transports) is not TransportMap:
+        if type(transports) is not TransportMap:
             return base_ensure_fd_no_transport(self, fd)
-        transport = (<TransportMap>transports).lookup(fd)
+        if type(fd) is int:
+            fileno = fd
+        elif isinstance(fd, socket_type):
+            fileno = fd.fileno()
+        else:
+            return base_ensure_fd_no_transport(self, fd)
+        transport = (<TransportMap>transports).lookup(fileno)
         if transport is not None and not transport.is_closing():
             raise RuntimeError(
                 f'File descriptor {fd!r} is used by transport {transport!r}')
 
     def _make_socket_transport(self, sock, protocol, waiter=None, *,
                                extra=None, server=None):
+        if CHECK_SOCKET_TRANSPORT:
+            # As asyncio 3.12+: no second transport on a socket in use.
+            self._ensure_fd_no_transport(sock)
         transport = SocketTransport(self, sock, protocol, waiter, extra, server)
         share_addresses(self._wfc_addresses, transport._extra, server is not None)
         # After the sharing: the transport's extra info in slots.
