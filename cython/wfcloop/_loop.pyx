@@ -435,8 +435,10 @@ cdef Py_ssize_t T_WHEN = slot_offset(TimerHandle, '_when')
 cdef Py_ssize_t T_SCHEDULED = slot_offset(TimerHandle, '_scheduled')
 
 
-cdef inline void set_slot(object obj, Py_ssize_t offset, object value):
-    """obj.<slot at offset> = value (as the member descriptor stores it)."""
+cdef inline void set_slot(object obj, Py_ssize_t offset, object value) noexcept:
+    """obj.<slot at offset> = value (as the member descriptor stores it).
+    noexcept: nothing here raises, and Cython would otherwise check
+    PyErr_Occurred() after each call (a thread-local read on 3.12+)."""
     cdef PyObject **field = <PyObject **>((<char *><PyObject *>obj) + offset)
     cdef PyObject *old = field[0]
     Py_INCREF(value)
@@ -459,7 +461,7 @@ cdef inline object alloc_handle(type cls):
     return handle
 
 
-cdef inline void init_handle(handle, callback, tuple args, loop, context) except *:
+cdef inline int init_handle(handle, callback, tuple args, loop, context) except -1:
     """Handle.__init__'s fields, outside debug mode, set in place."""
     if context is None:
         context = PyContext_CopyCurrent()
@@ -470,6 +472,7 @@ cdef inline void init_handle(handle, callback, tuple args, loop, context) except
     set_slot(handle, H_CANCELLED, False)
     set_slot(handle, H_REPR, None)
     set_slot(handle, H_SOURCE_TRACEBACK, None)
+    return 0
 
 
 cdef object new_handle(callback, tuple args, loop, context):
