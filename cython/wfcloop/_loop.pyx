@@ -739,10 +739,12 @@ cdef class _Scheduler:
         return handle
 
     def create_task(self, coro, *, name=None, context=None):
-        """Schedule the coroutine coro; return its Task (asyncio 3.11's
-        contract; on 3.12+ loops keep asyncio's create_task, eager tasks
-        and all).  Compiled, this has no frame of its own, so a debug-mode
-        task's source traceback already ends at the caller."""
+        """Schedule the coroutine coro; return its Task: asyncio's
+        create_task of 3.11 and 3.12 (3.12's eager tasks come from a task
+        factory, which this calls as asyncio does).  3.13 changed how the
+        task's name reaches a factory, and from 3.13 on loops keep
+        asyncio's own.  Compiled, this has no frame of its own, so a
+        debug-mode task's source traceback already ends at the caller."""
         if self.closed:
             raise RuntimeError('Event loop is closed')
         loop = self.loop
@@ -761,7 +763,7 @@ cdef class _Scheduler:
 # The methods a Loop binds from its _Scheduler, unless a subclass overrides them.
 SCHEDULER_METHODS = ("call_soon", "call_later", "call_at", "time", "get_debug",
                      "call_soon_threadsafe")
-if sys.version_info < (3, 12):
+if sys.version_info < (3, 13):
     SCHEDULER_METHODS += ("create_task",)
 
 
@@ -927,7 +929,7 @@ class BaseLoop(asyncio.SelectorEventLoop):
         """Create a Future object attached to the loop."""
         return Future(loop=self)
 
-    if sys.version_info < (3, 12):
+    if sys.version_info < (3, 13):
         def create_task(self, coro, *, name=None, context=None):
             """Schedule the coroutine coro; return its Task."""
             return (<_Scheduler>self._wfc_scheduler).create_task(
