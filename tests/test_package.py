@@ -24,6 +24,23 @@ def test_python_m_wfcloop_reports_the_installation():
     assert os.uname().release in out
 
 
+def test_package_without_its_compiled_core_says_what_to_do(tmp_path):
+    """wfcloop's Python files without the compiled modules (a source
+    checkout's src/, never built): import fails with an ImportError that
+    says to install it, and so does python -m wfcloop."""
+    import shutil
+    src = os.path.dirname(wfcloop.__file__)
+    shutil.copytree(src, tmp_path / "wfcloop",
+                    ignore=shutil.ignore_patterns("*.so", "__pycache__"))
+    env = dict(os.environ, PYTHONPATH=str(tmp_path))
+    for args in (["-c", "import wfcloop"], ["-m", "wfcloop"]):
+        proc = subprocess.run([sys.executable, *args], env=env, cwd=tmp_path,
+                              capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 1, proc.stdout + proc.stderr
+        assert "ImportError: wfcloop's compiled core (wfcloop._eventpoll) is not built" in proc.stderr
+        assert "pip install ." in proc.stderr
+
+
 @pytest.mark.parametrize("value, says", [("", "poller mode: adaptive"),
                                           ("0", "poller mode: pinned")])
 def test_python_m_wfcloop_says_the_poller_mode(value, says):

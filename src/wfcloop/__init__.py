@@ -5,7 +5,15 @@ concurrent queue fed by poller threads.
   :func:`install`, :func:`run`: the event loop and the ways to plug it in.
 - :class:`EventPoll`: the core, a drop-in for :class:`select.epoll`.
 """
-from ._eventpoll import EventPoll, default_pollers
+try:
+    from ._eventpoll import EventPoll, default_pollers
+except ModuleNotFoundError as exc:   # e.g. src/ of a checkout, never built
+    if exc.name != __name__ + "._eventpoll":
+        raise
+    raise ImportError(
+        f"wfcloop's compiled core ({exc.name}) is not built or not on the "
+        f"path: install wfcloop (pip install .) and import it from there, "
+        f"not from the source tree ({__path__[0]})") from exc
 from ._selector import EventPollSelector, default_adaptive
 from .loop import EventLoopPolicy, Loop, install, new_event_loop, run
 

@@ -10,11 +10,7 @@ def main():
     print(f"Python {platform.python_version()} ({platform.python_implementation()}) at {sys.executable}")
     print(f"kernel {platform.system()} {platform.release()} {platform.machine()}")
     print(f"CPUs usable: {len(os.sched_getaffinity(0))} of {os.cpu_count()}")
-    try:
-        from . import _eventpoll
-    except ImportError as exc:
-        print(f"compiled core: NOT loaded ({exc})")
-        return 1
+    from . import _eventpoll   # importing wfcloop already needed it
     print(f"compiled core: loaded from {_eventpoll.__file__}")
     env = os.environ.get("WFCLOOP_POLLERS")
     source = f"WFCLOOP_POLLERS={env!r}" if env not in (None, "") else "from the CPU count"
