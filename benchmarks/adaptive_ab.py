@@ -86,15 +86,23 @@ def run_echo(site, pollers, extra_env, a):
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--build", action="append", required=True, help="NAME=DIR")
+    p.add_argument("--build", action="append", required=True,
+                   help="NAME=DIR: a wfcloop installed with pip install --target DIR")
     p.add_argument("--config", action="append", required=True,
                    help="BUILD:POLLERS[:pinned] (pinned: WFCLOOP_ADAPTIVE=0)")
-    p.add_argument("--rounds", type=int, default=4)
-    p.add_argument("--duration", type=float, default=3)
-    p.add_argument("--warmup", type=float, default=0.5)
-    p.add_argument("--conns", type=int, default=100)
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--wait-calls", type=int, default=200000)
+    p.add_argument("--rounds", type=int, default=4,
+                   help="rounds; each runs every configuration once (default %(default)s)")
+    p.add_argument("--duration", type=float, default=3,
+                   help="measured seconds per run (default %(default)s)")
+    p.add_argument("--warmup", type=float, default=0.5,
+                   help="warm-up seconds per run (default %(default)s)")
+    p.add_argument("--conns", type=int, default=100,
+                   help="client connections (default %(default)s)")
+    p.add_argument("--threads", type=int, default=2,
+                   help="client threads (default %(default)s)")
+    p.add_argument("--wait-calls", type=int, default=200000,
+                   help="EventPoll.poll(0) calls per wait-cost measurement "
+                        "(default %(default)s)")
     a = p.parse_args()
     builds = dict(b.split("=", 1) for b in a.build)
     configs = []

@@ -84,6 +84,10 @@ MODES = {
     "sock": "echo_sock.py",
 }
 HTTP_APP = EXAMPLES / "http_aiohttp.py"
+# Other processes' median CPU use during the runs above which the table
+# carries a warning.
+BUSY_OTHERS_CPUS = 0.5
+
 DEFAULT_SERVERS = ["wfcloop", "wfcloop-pollers", "uvloop", "asyncio", "c-server"]
 
 PROFILES = {
@@ -708,8 +712,11 @@ def chart(summary, path, title):
     ax.set_xticks([j + width * (len(servers) - 1) / 2 for j in range(len(cells))])
     ax.set_xticklabels(cells, rotation=30, ha="right", fontsize=8)
     ax.set_ylabel("requests/s (median over rounds)")
-    ax.set_title(title, fontsize=9)
-    ax.legend(fontsize=8)
+    # The title wrapped to the figure, the legend beside the bars (inside,
+    # it covered the tallest ones).
+    import textwrap
+    ax.set_title("\n".join(textwrap.wrap(title, int(fig.get_figwidth() * 11))), fontsize=9)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -752,8 +759,9 @@ def main(argv=None):
     p.add_argument("--duration", type=float, help="measured seconds per run (quick 1, full 2)")
     p.add_argument("--warmup", type=float, help="warm-up seconds per run (quick 0.3, full 0.5)")
     p.add_argument("--servers", default=",".join(DEFAULT_SERVERS),
-                   help="comma-separated: wfcloop, wfcloop-pollers, wfcloop-pK, uvloop, "
-                        "asyncio, c-server (default: %(default)s)")
+                   help="comma-separated: wfcloop, wfcloop-pollers, wfcloop-pK (K "
+                        "pollers, adaptive), wfcloop-pK-pinned (WFCLOOP_ADAPTIVE=0), "
+                        "uvloop, asyncio, c-server (default: %(default)s)")
     p.add_argument("--modes", help="comma-separated: " + ", ".join(MODES)
                    + " (quick: protocol,streams,sock)")
     p.add_argument("--sizes", help="message sizes in bytes, comma-separated (quick 1024)")
@@ -764,8 +772,9 @@ def main(argv=None):
     p.add_argument("--poller-count", type=int, default=2,
                    help="--pollers of the wfcloop-pollers variant (default 2)")
     p.add_argument("--pollers-table", action="store_true",
-                   help="also run the pollers table (protocol, 1 KiB, pollers 0/1/2/4 x "
-                        "connections 10/100/1000; on with --full)")
+                   help="also run the pollers table (protocol, 1 KiB, pollers 0/1/2/4 "
+                        "adaptive and 1/2/4 pinned x connections 10/100/1000; on with "
+                        "--full)")
     p.add_argument("--no-pollers-table", action="store_true", help="skip it under --full")
     p.add_argument("--http", action="store_true",
                    help="also run examples/http_aiohttp.py under wrk (wfcloop, uvloop, asyncio)")
@@ -931,6 +940,9 @@ def main(argv=None):
                     f"{sum(len(r['targets']) for r in summary + psummary)}")
     if failed:
         tail.append("failed cells: " + ", ".join(failed))
+    if others is not None and others >= BUSY_OTHERS_CPUS:
+        notes.append(f"WARNING: other processes used a median {others} CPUs during the "
+                     f"runs; on a busy machine the ratios are unreliable (run again idle)")
     tail += ["note: " + n for n in notes]
     if tail:
         text += "\n\n" + "\n".join(tail)
@@ -951,7 +963,7 @@ def main(argv=None):
     json_path.write_text(json.dumps(result, indent=1, ensure_ascii=False) + "\n")
     progress(f"json: {json_path}")
     if not a.no_png and summary:
-        if chart(summary, png_path, header[0][:110]):
+        if chart(summary, png_path, header[0]):
             progress(f"png: {png_path}")
     if a.write_results:
         section = f"echo-bench {info['cpu_count']} CPUs" + (" full" if a.full else "")

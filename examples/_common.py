@@ -30,18 +30,24 @@ UNIX_PATH = os.path.join(os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdi
                          "wfcloop-echo.sock")
 
 
-def make_parser(description, *, port=None):
+def make_parser(description, *, port=None, client=False):
     """An argument parser with --loop and --pollers, plus --host and --port
-    (default host 127.0.0.1: loopback only) when ``port`` is given."""
+    (default host 127.0.0.1: loopback only) when ``port`` is given: where a
+    server listens, or with ``client`` where a client connects."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--loop", choices=LOOPS, default="wfcloop",
                         help="event loop to run on (default: %(default)s)")
     parser.add_argument("--pollers", type=int, metavar="N",
                         help="wfcloop's poller threads; 0 is inline mode "
                              "(default: wfcloop.default_pollers())")
-    if port is not None:
+    if port is not None and client:
         parser.add_argument("--host", default="127.0.0.1",
-                            help="address to use (default: %(default)s; "
+                            help="server address (default: %(default)s)")
+        parser.add_argument("--port", type=int, default=port,
+                            help="server port (default: %(default)s)")
+    elif port is not None:
+        parser.add_argument("--host", default="127.0.0.1",
+                            help="address to listen on (default: %(default)s; "
                                  "0.0.0.0 or :: for every interface)")
         parser.add_argument("--port", type=int, default=port,
                             help="port (default: %(default)s; 0: any free port)")

@@ -107,7 +107,8 @@ async def main(args):
 
 
 if __name__ == "__main__":
-    parser = _common.make_parser("aiohttp client for http_aiohttp.py", port=8080)
+    parser = _common.make_parser("aiohttp client for http_aiohttp.py", port=8080,
+                                 client=True)
     parser.add_argument("--requests", type=int, default=100,
                         help="GET requests over the keep-alive connection (default: %(default)s)")
     parser.add_argument("--size", type=int, default=1 << 20,
