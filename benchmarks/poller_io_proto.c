@@ -403,7 +403,10 @@ static PyMethodDef methods[] = {
     {NULL, NULL, 0, NULL},
 };
 
-static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "poller_io_proto", NULL, -1, methods};
+static struct PyModuleDef module = {
+    .m_base = PyModuleDef_HEAD_INIT, .m_name = "poller_io_proto", .m_size = -1,
+    .m_methods = methods,
+};
 
 PyMODINIT_FUNC PyInit_poller_io_proto(void)
 {

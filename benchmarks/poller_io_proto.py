@@ -51,7 +51,7 @@ def build():
     if EXT.exists() and EXT.stat().st_mtime >= SRC.stat().st_mtime:
         return
     BUILD.mkdir(exist_ok=True)
-    cmd = ["cc", "-O2", "-Wall", "-shared", "-fPIC", "-std=gnu11", "-pthread",
+    cmd = ["cc", "-O2", "-Wall", "-Wextra", "-shared", "-fPIC", "-std=gnu11", "-pthread",
            f"-I{HERE.parent / 'cython'}", f"-I{sysconfig.get_paths()['include']}",
            str(SRC), "-o", str(EXT)]
     print("build: " + " ".join(cmd), file=sys.stderr)
@@ -95,6 +95,8 @@ def main():
             try:
                 srv.start()
                 res = echo_bench.run_client(srv, cell, SimpleNamespace(**vars(a)))
+                if res.get("errors"):   # a wrong or missing echo: not a measurement
+                    res.update(ok=False, why=f"{res['errors']} client errors: {res.get('error')}")
             finally:
                 srv.stop()
             runs[name][rnd] = res
