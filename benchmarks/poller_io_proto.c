@@ -155,6 +155,7 @@ static void *poller_main(void *arg)
                     list = c->send_next;
                     if (c->outlen)
                         send_all(c->fd, c->out, c->outlen);
+                    /* Relaxed: a counter, read once after the pollers are joined. */
                     atomic_fetch_add_explicit(&S.sends_by_pollers, 1, memory_order_relaxed);
                     /* Last: from here on another poller may own c. */
                     arm(EPOLL_CTL_MOD, c->fd, c, EPOLLIN | EPOLLONESHOT);
@@ -294,7 +295,11 @@ static int run_pollers(double deadline)
             return -1;
         if (got)
             continue;
-        /* Sleep until a poller appends (see the fence in poller_main). */
+        /* Sleep until a poller appends.  Relaxed store, then a seq_cst
+         * fence before looking at the queue, paired with the poller's
+         * fence between its append and its look at loop_sleeping: either
+         * we see its node, or it sees loop_sleeping = 1 and writes
+         * loop_efd (a stale wake-up only costs one extra round). */
         atomic_store_explicit(&S.loop_sleeping, 1, memory_order_relaxed);
         atomic_thread_fence(memory_order_seq_cst);
         if (wfcq_empty(&S.ready_head, &S.ready_tail)) {
@@ -308,6 +313,7 @@ static int run_pollers(double deadline)
             Py_END_ALLOW_THREADS
             S.loop_wakeups++;
         }
+        /* Relaxed: clearing it late only costs a poller a needless write. */
         atomic_store_explicit(&S.loop_sleeping, 0, memory_order_relaxed);
     }
 }
