@@ -294,13 +294,20 @@ def test_server_close_with_clients_connected(no_leaks):
     assert_all(run_on_each(scenario), ([b"ping"] * 5, ConnectionRefusedError))
 
 
+async def connect_accepted(lsock):
+    """A client connected to lsock, the accepted socket, and the running
+    loop's transport and Collector on it (connect_accepted_socket)."""
+    client = socket.create_connection(lsock.getsockname())
+    accepted, _ = lsock.accept()
+    transport, proto = await asyncio.get_running_loop().connect_accepted_socket(
+        Collector, accepted)
+    return client, accepted, transport, proto
+
+
 def test_connect_accepted_socket(no_leaks):
     async def scenario():
-        loop = asyncio.get_running_loop()
         with tcp_listener() as lsock:
-            client = socket.create_connection(lsock.getsockname())
-            accepted, _ = lsock.accept()
-            transport, proto = await loop.connect_accepted_socket(Collector, accepted)
+            client, _, transport, proto = await connect_accepted(lsock)
             transport.write(b"back")
             client.sendall(b"from client")
             client.shutdown(socket.SHUT_WR)
@@ -323,9 +330,7 @@ def test_connect_accepted_socket_refuses_a_socket_in_use(no_leaks):
     async def scenario():
         loop = asyncio.get_running_loop()
         with tcp_listener() as lsock:
-            client = socket.create_connection(lsock.getsockname())
-            accepted, _ = lsock.accept()
-            transport, proto = await loop.connect_accepted_socket(Collector, accepted)
+            client, accepted, transport, proto = await connect_accepted(lsock)
             second = await aoutcome(loop.connect_accepted_socket(Collector, accepted))
             if isinstance(second, Raised):
                 # The message names the socket, then the transport (whose
