@@ -15,17 +15,20 @@ per build and configuration, and the machine's clock source.
         --config new:0 --config new:2 --rounds 4 --duration 3
 """
 import argparse
-import json
 import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 ROOT = Path(__file__).resolve().parent.parent
-CLIENT = ROOT / "benchmarks" / "build" / "load_client"
 SERVER = ROOT / "examples" / "echo_protocol.py"
+LOGS = Path(tempfile.mkdtemp(prefix="adaptive_ab-"))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+import echo_bench  # noqa: E402  (its server and client plumbing)
 
 WAIT_COST = r"""
 import os, select, sys, time
@@ -61,27 +64,25 @@ def env_for(site, extra=()):
 
 
 def run_echo(site, pollers, extra_env, a):
-    env = env_for(site, extra_env)
-    srv = subprocess.Popen([sys.executable, str(SERVER), "--loop", "wfcloop",
-                            "--pollers", str(pollers), "--port", "0"],
-                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    """One run of examples/echo_protocol.py on the build in `site`, through
+    echo_bench's server and client plumbing; returns (req/s, None) or
+    (None, why)."""
+    argv = (["env", "-u", "WFCLOOP_ADAPTIVE", f"PYTHONPATH={site}"]
+            + [f"{k}={v}" for k, v in extra_env.items()]
+            + [sys.executable, str(SERVER), "--loop", "wfcloop", "--pollers", str(pollers),
+               "--port", "0"])
+    srv = echo_bench.Server(argv, LOGS / f"{site.name}-{pollers}.stderr")
     try:
-        line = srv.stdout.readline()
-        if "listening on" not in line:
-            return None, f"server: {line!r} {srv.stderr.read()[-300:]}"
-        port = line.split("listening on ")[1].split()[0].rsplit(":", 1)[1]
-        out = subprocess.run([str(CLIENT), "--port", port, "-c", str(a.conns), "-s", "1024",
-                              "-d", str(a.duration), "-w", str(a.warmup), "-t", str(a.threads)],
-                             capture_output=True, text=True, timeout=a.duration + 60)
-        res = json.loads(out.stdout.strip().splitlines()[-1])
-        return res["requests"] / a.duration, None
+        srv.start()
+        res = echo_bench.run_client(srv, {"mode": "protocol", "size": 1024, "conns": a.conns},
+                                    SimpleNamespace(**vars(a), host="127.0.0.1"))
+    except (RuntimeError, OSError) as exc:
+        return None, f"server: {exc}"
     finally:
-        srv.terminate()
-        try:
-            srv.wait(5)
-        except subprocess.TimeoutExpired:
-            srv.kill()
-            srv.wait()
+        srv.stop()
+    if not res.get("ok") or res.get("errors"):
+        return None, res.get("why") or f"{res.get('errors')} client errors"
+    return res["rps"], None
 
 
 def main():
@@ -104,6 +105,7 @@ def main():
                    help="EventPoll.poll(0) calls per wait-cost measurement "
                         "(default %(default)s)")
     a = p.parse_args()
+    echo_bench.build()
     builds = dict(b.split("=", 1) for b in a.build)
     configs = []
     for c in a.config:
