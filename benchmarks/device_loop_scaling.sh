@@ -36,6 +36,10 @@ cd "$(dirname "$0")/.." || exit 1
 ROOT=$(pwd)
 SITE="$ROOT/build/device_py"
 
+py_minor() {   # "3.12" for the interpreter $1
+    "$1" -c 'import sys; print(f"{sys.version_info[0]}.{sys.version_info[1]}")'
+}
+
 prepare() {
     local py=${PYTHON:-.venv/bin/python}
     rm -rf "$SITE" && mkdir -p "$SITE"
@@ -45,7 +49,7 @@ prepare() {
         echo "uvloop is not installed for $py (pip install '.[bench]')"; return 1; }
     cp -r "$uv" "$SITE/" || return 1
     "$py" benchmarks/echo_bench.py --build-only || return 1
-    "$py" -c 'import sys; print(f"{sys.version_info[0]}.{sys.version_info[1]}")' > "$SITE/PYTHON_VERSION"
+    py_minor "$py" > "$SITE/PYTHON_VERSION"
     du -sh "$SITE" benchmarks/build
     echo "prepared: carry build/device_py and benchmarks/build"
 }
@@ -59,7 +63,7 @@ run() {
     py=${PYTHON:-$(command -v python3)}
     echo "[device_loop_scaling] $cpus CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2-), kernel $(uname -r)"
     want=$(cat "$SITE/PYTHON_VERSION" 2>/dev/null || echo "?")
-    have=$("$py" -c 'import sys; print(f"{sys.version_info[0]}.{sys.version_info[1]}")')
+    have=$(py_minor "$py")
     if [ "$want" != "$have" ]; then
         # build here: the image has Cython, setuptools and a compiler
         echo "[device_loop_scaling] build/device_py was prepared for Python $want, this is $have ($py): building wfcloop here"
