@@ -33,8 +33,9 @@
  *                kernel's epoll_event.data carries (slot index, generation),
  *                so an event for a removed or reused registration fails the
  *                generation check inside the same CAS that marks it READY.
- *   bits 31..16  pending events, OR-ed in by pollers while READY.
- *   bits  1..0   state: FREE, IDLE, READY, ZOMBIE.
+ *   bits 31..16  pending events, OR-ed in by pollers while READY (or BUSY).
+ *   bits  6..3   poller-side I/O flags: W_IO, W_RFULL, W_MORE, W_WROTE.
+ *   bits  2..0   state: FREE, IDLE, READY, ZOMBIE, BUSY.
  *
  * STATE TRANSITIONS (as in the kernel RFC; caller in brackets)
  *   FREE   -> IDLE    registration, before the kernel gets the tag  [add, ctl_lock]
@@ -52,10 +53,22 @@
  *   READY  -> ZOMBIE  removal of an item that is on a list; the consumer
  *                     meets it later and reaps it     [del/stale, ctl_lock]
  *   ZOMBIE -> FREE    reaping; generation++           [consumer, ctl_lock]
- *   Pollers only ever perform IDLE->READY and READY->READY, and only when
- *   the generation matches; every other transition is made under ctl_lock,
- *   so the consumer and the registrars never race with each other on the
- *   state, only with pollers (hence CAS loops there).
+ *   IDLE   -> BUSY    poller-side I/O: a poller takes an item with W_IO to
+ *                     read for it (event), or the consumer takes one to hand
+ *                     it to the pollers (hand-back)
+ *                                          [poller / consumer, ctl_lock]
+ *   BUSY   -> READY   the owner is done and has something for the consumer
+ *                     (a read, events that came meanwhile, W_MORE, W_WROTE);
+ *                     the owner appends it                 [BUSY owner]
+ *   BUSY   -> IDLE    the owner is done, nothing to report  [BUSY owner]
+ *   BUSY   -> BUSY    events or W_MORE OR-ed in; the owner sees them when
+ *                     it ends BUSY             [poller / consumer, ctl_lock]
+ *   Pollers perform IDLE->READY, READY->READY, IDLE->BUSY and end their own
+ *   BUSY, and only when the generation matches; every other transition is
+ *   made under ctl_lock, so the consumer and the registrars never race with
+ *   each other on the state, only with pollers (hence CAS loops there).  A
+ *   ctl_lock holder that must change a BUSY item (remove, modify, take its
+ *   buffers) first waits BUSY out (wait_not_busy).
  *
  * KERNEL REGISTRATION
  *   level-triggered (user mask without EPOLLET/EPOLLONESHOT), with pollers:
@@ -122,12 +135,48 @@
  *   run, or on wake_efd while they are parked).  Adaptive mode picks the
  *   phase from what it measures (adapt_phase); without it the phase is
  *   POLLERS unless wfc_ep_request_phase() asks otherwise.
+ *
+ * POLLER-SIDE I/O (phase POLLERS, items with W_IO: the loop's socket
+ * transports, which unregister before they close their socket)
+ *   The loop thread then makes no system call per message: pollers read,
+ *   send and re-arm, and the loop thread runs the Python callbacks.
+ *   read    A poller whose event is for reading wins IDLE -> BUSY (only
+ *           while no read is held: !W_RFULL), recv()s once into its own
+ *           buffer, keeps a copy in item->rbuf/rlen, and ends BUSY with
+ *           W_RFULL set (READY, appended).  The consumer's
+ *           wfc_ep_io_take_read() takes it and clears W_RFULL.
+ *   write   wfc_ep_io_write() appends to item->outq (ctl_lock's).  At the
+ *           next wait, rearm_delivered() takes every such item and every
+ *           item delivered last wait (they all need their re-arm) IDLE ->
+ *           BUSY, moves outq behind item->flight, and pushes them onto the
+ *           hand-back list (a mutex, once per wait) with one eventfd write
+ *           if it was empty.  The poller that gets the eventfd (EPOLLONESHOT,
+ *           re-armed after taking the list) sends each flight, re-arms the
+ *           item with EPOLL_CTL_MOD, and ends BUSY: IDLE, or READY when a
+ *           send stopped short or failed (W_WROTE: the consumer takes the
+ *           rest through wfc_ep_io_take_writes() into asyncio's buffer).
+ *           Output queued while an item is BUSY sets W_MORE, and its owner
+ *           then appends it, so that the consumer hands it back again.
+ *   BUSY    is what keeps a poller off a closed or reused fd: removal,
+ *           modification and taking the buffers all wait it out under
+ *           ctl_lock, and an item that is BUSY only because it sits on the
+ *           hand-back list is run by the waiting thread itself (no poller
+ *           may be free, or left).  The hand-back re-arm uses the fd number:
+ *           wfc_ep_add() of a number still mapped to an old item waits that
+ *           item out before the kernel gets the new registration.
+ *   phases  Parking runs what is left on the hand-back list after the
+ *           pollers park; in INLINE, queued output is sent by the consumer
+ *           at its next wait and reads are the consumer's own.
+ *   order   An item is handed back at most once per wait, and its read is
+ *           taken before the next, so one transport's bytes stay in order;
+ *           its output goes out in write() order (flight, then outq).
  */
 #define _GNU_SOURCE
 #include "eventpoll_core.h"
 #include "wfcqueue.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -137,6 +186,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -144,8 +194,15 @@
 #define ST_IDLE 1u
 #define ST_READY 2u
 #define ST_ZOMBIE 3u
+#define ST_BUSY 4u     /* a thread does the item's socket I/O (POLLER-SIDE I/O) */
 
-#define W_STATE_MASK 3ull
+#define W_STATE_MASK 7ull
+/* Flags of poller-side I/O (POLLER-SIDE I/O); zero for every other item. */
+#define W_IO (1ull << 3)       /* pollers receive and send for this item */
+#define W_RFULL (1ull << 4)    /* item->rbuf/rlen hold a read not taken yet */
+#define W_MORE (1ull << 5)     /* output was queued while BUSY: hand back again */
+#define W_WROTE (1ull << 6)    /* a send left bytes or an error: consumer settles */
+#define W_FLAGS (W_IO | W_RFULL | W_MORE | W_WROTE)
 #define W_EV_SHIFT 16
 #define W_GEN_SHIFT 32
 
@@ -156,6 +213,9 @@
 #define TAG_STOP UINT64_MAX            /* the stop eventfd */
 #define TAG_PROBE (UINT64_MAX - 1)     /* errno probes of unknown fds */
 #define TAG_PARK (UINT64_MAX - 2)      /* the park eventfd */
+#define TAG_HANDBACK (UINT64_MAX - 3)  /* the hand-back eventfd */
+
+#define IO_READ_SIZE (256 * 1024)      /* a poller's recv(), as asyncio's max_size */
 
 #define POLLER_BATCH 64
 #define HARVEST_BATCH 64
@@ -170,6 +230,7 @@ static inline uint64_t w_make(uint32_t gen, uint32_t events, unsigned state)
 static inline uint32_t w_gen(uint64_t w) { return (uint32_t)(w >> W_GEN_SHIFT); }
 static inline uint32_t w_events(uint64_t w) { return (uint32_t)(w >> W_EV_SHIFT) & WFC_EVENT_BITS; }
 static inline unsigned w_state(uint64_t w) { return (unsigned)(w & W_STATE_MASK); }
+static inline uint64_t w_with_state(uint64_t w, unsigned state) { return (w & ~W_STATE_MASK) | state; }
 
 static inline uint64_t make_tag(uint32_t idx, uint32_t gen) { return ((uint64_t)idx << 32) | gen; }
 
@@ -185,6 +246,17 @@ struct wfc_item {
     uint8_t k_oneshot;         /* level-triggered, armed with our EPOLLONESHOT */
     int out_index;             /* where the wait with stamp out_stamp put it */
     uint64_t out_stamp;
+    /* Poller-side I/O (POLLER-SIDE I/O).  Owned by whoever holds the item
+     * BUSY; otherwise by ctl_lock holders.  `outq` alone is always ctl_lock's
+     * (the consumer queues output there while a poller sends `flight`). */
+    char *rbuf;                /* a read's bytes (malloc), when W_RFULL */
+    ssize_t rlen;              /* ... its length, 0 for end of file, -errno */
+    struct outbox {
+        char *buf;
+        size_t len, sent, cap;
+        int err;               /* flight: the send's errno, 0 if none */
+    } flight, outq;
+    struct wfc_item *hb_next;  /* on the hand-back list; handback_lock */
 };
 
 /* Counters written by one poller (or, for inline_stats, by consuming
@@ -203,6 +275,7 @@ struct poller {
     pthread_t thread;
     struct wfc_ep *ep;
     int started;
+    char *rx;                  /* receive buffer for poller-side reads */
     struct harvest_stats stats;
 };
 
@@ -211,6 +284,7 @@ struct wfc_ep {
     int stop_efd;              /* in kfd, level-triggered: written once at shutdown */
     int wake_efd;              /* consumer's sleep; written by pollers */
     int park_efd;              /* in kfd, level-triggered: readable while pollers must park */
+    int handback_efd;          /* in kfd, EPOLLONESHOT: the hand-back list is not empty */
     int npollers;
     int ready_kind;
     struct poller *pollers;
@@ -249,6 +323,13 @@ struct wfc_ep {
     uint64_t *rearm_vec;       /* tags of items to re-arm at the next wait */
     size_t nrearm, rearm_cap;
     uint64_t wait_stamp;       /* one per wfc_ep_wait call */
+
+    /* Poller-side I/O's hand-back list (POLLER-SIDE I/O): items the
+     * consumer made BUSY for a poller to send and re-arm.  A mutex, taken
+     * once per batch on each side, not per event. */
+    pthread_mutex_t handback_lock;
+    struct wfc_item *handback;
+    _Atomic uint64_t io_reads, io_flushes, io_handbacks;
 
     struct harvest_stats inline_stats;
     _Atomic uint64_t sleeps, splices, delivered, rearms, reaped, registered;
@@ -399,19 +480,29 @@ static inline bool rearmed_after_delivery(const struct wfc_item *item)
     return item->k_oneshot;
 }
 
+static uint64_t wait_not_busy(wfc_ep *ep, struct wfc_item *item);
+static void io_release(struct wfc_item *item, uint64_t w);
+
 /*
  * ctl_lock held.  Take a registration out of service: IDLE -> FREE
  * (generation++) or READY -> ZOMBIE (the consumer reaps it).  Races only
  * with pollers, whose IDLE->READY or READY->READY CAS makes ours retry.
+ * A BUSY item is waited out first (wait_not_busy): after this returns, no
+ * thread does I/O on the item's fd any more, so the caller may close it.
  */
 static void retire_item(wfc_ep *ep, uint32_t idx, struct wfc_item *item)
 {
-    uint64_t w = atomic_load_explicit(&item->word, memory_order_acquire);
+    uint64_t w = wait_not_busy(ep, item);
     uint64_t nw;
     unsigned st;
 
     for (;;) {
         st = w_state(w);
+        if (st == ST_BUSY) {
+            /* A poller's read began after our wait: it is short. */
+            w = wait_not_busy(ep, item);
+            continue;
+        }
         if (st == ST_IDLE)
             nw = w_make(w_gen(w) + 1, 0, ST_FREE);
         else if (st == ST_READY)
@@ -426,6 +517,8 @@ static void retire_item(wfc_ep *ep, uint32_t idx, struct wfc_item *item)
             break;
     }
     item->rearm_pending = 0;
+    /* Not BUSY, and out of service: no poller touches the buffers now. */
+    io_release(item, w);
     if (st == ST_IDLE) {
         item->fd = -1;
         ep->free_stack[ep->nfree++] = idx;
@@ -500,13 +593,19 @@ static inline void ready_splice(wfc_ep *ep)
 
 /* ---------------------------------------------------------- harvesting */
 
+/* Events on which a poller reads for an item with W_IO. */
+#define IO_READ_EVENTS (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)
+
 /*
  * A kernel event arrived for `tag` (poller or inline harvesting thread).
  * Returns the item when this call moved it IDLE -> READY, so the caller
- * must append it to a list; NULL when it was coalesced or stale.
+ * must append it to a list; NULL when it was coalesced or stale.  With
+ * `receive` (a poller), an item with W_IO and no read held goes
+ * IDLE -> BUSY instead, *receive is set, and the caller owns the item: it
+ * reads, then ends BUSY (finish_busy), which appends it.
  */
 static struct wfc_item *mark_ready(wfc_ep *ep, uint64_t tag, uint32_t events,
-                                   struct harvest_stats *st)
+                                   struct harvest_stats *st, bool *receive)
 {
     uint32_t gen = (uint32_t)tag;
     struct wfc_item *item = slot_lookup(ep, (uint32_t)(tag >> 32));
@@ -527,16 +626,25 @@ static struct wfc_item *mark_ready(wfc_ep *ep, uint64_t tag, uint32_t events,
             STAT_ADD(st->stale, 1);
             return NULL;
         }
+        bool busy = receive != NULL && state == ST_IDLE && (w & W_IO) && !(w & W_RFULL)
+                    && (events & IO_READ_EVENTS);
         nw = w | ((uint64_t)(events & WFC_EVENT_BITS) << W_EV_SHIFT);
         if (state == ST_IDLE)
-            nw = (nw & ~W_STATE_MASK) | ST_READY;
+            nw = w_with_state(nw, busy ? ST_BUSY : ST_READY);
         /* acq_rel, one CAS checks the generation, the state and ORs the
          * bits.  Acquire: the consumer's accesses to item->node (its
-         * dequeue) happen before our enqueue rewrites node.next.  Release:
-         * the consumer that exchanges the word sees our bits. */
+         * dequeue) happen before our enqueue rewrites node.next, and, for
+         * IDLE -> BUSY, its last accesses to the item's buffers happen
+         * before ours.  Release: the consumer that exchanges the word sees
+         * our bits.  (READY and BUSY items only get bits OR-ed in: the
+         * BUSY owner appends the item when it is done.) */
         if (atomic_compare_exchange_weak_explicit(&item->word, &w, nw,
                                                   memory_order_acq_rel,
                                                   memory_order_acquire)) {
+            if (busy) {
+                *receive = true;
+                return item;
+            }
             if (state == ST_IDLE) {
                 STAT_ADD(st->enqueued, 1);
                 return item;
@@ -558,6 +666,257 @@ static void wake_consumer_if_sleeping(wfc_ep *ep, struct harvest_stats *st)
         (void)r; /* EAGAIN only if the counter is about to overflow: already woken */
         STAT_ADD(st->wakeups, 1);
     }
+}
+
+/* ------------------------------------------------------ poller-side I/O */
+
+/*
+ * The BUSY owner reads for the item: one recv() into `rx`, kept in a
+ * malloc'ed copy of its length.  Returns true when there is a result for
+ * the consumer (bytes, end of file or an error), false when the socket had
+ * nothing after all.
+ */
+static bool io_receive(wfc_ep *ep, struct wfc_item *item, char *rx)
+{
+    ssize_t n = recv(item->fd, rx, IO_READ_SIZE, MSG_DONTWAIT);
+
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+        return false;
+    STAT_ADD(ep->io_reads, 1);
+    if (n > 0) {
+        item->rbuf = malloc((size_t)n);
+        if (item->rbuf == NULL) {
+            /* The bytes are gone from the socket: the connection cannot go
+             * on, and the consumer is told why. */
+            item->rlen = -ENOMEM;
+            return true;
+        }
+        memcpy(item->rbuf, rx, (size_t)n);
+        item->rlen = n;
+    } else {
+        item->rbuf = NULL;
+        item->rlen = n == 0 ? 0 : -errno;
+    }
+    return true;
+}
+
+/*
+ * The BUSY owner ends BUSY (a poller after its read or its hand-back, or a
+ * thread helping a hand-back along).  `received`: the owner read for the
+ * item.  `rx`: a receive buffer, to read with if an event for reading came
+ * while the item was BUSY (NULL: leave that read to the consumer).  The item
+ * goes READY and is appended when the consumer has something to see (events,
+ * a read, W_MORE, W_WROTE), else IDLE.  Returns true when the append found
+ * the ready list empty (the caller wakes the consumer once per batch).
+ */
+static bool finish_busy(wfc_ep *ep, struct wfc_item *item, bool received, char *rx,
+                        struct harvest_stats *st)
+{
+    /* Acquire: bits and flags others OR-ed in while we held the item. */
+    uint64_t w = atomic_load_explicit(&item->word, memory_order_acquire);
+    uint64_t flags = received ? W_RFULL : 0;
+    bool report;
+
+    if (!received && rx != NULL && (w & W_IO) && !(w & W_RFULL)
+            && (w_events(w) & IO_READ_EVENTS) && io_receive(ep, item, rx))
+        flags |= W_RFULL;
+    if (item->flight.sent < item->flight.len || item->flight.err != 0)
+        flags |= W_WROTE;
+    for (;;) {
+        uint64_t nw = w | flags;
+        report = w_events(nw) != 0 || (nw & (W_MORE | W_WROTE));
+        nw = w_with_state(nw, report ? ST_READY : ST_IDLE);
+        /* acq_rel.  Release: our read (rbuf, rlen) and our sends (flight)
+         * are seen by whoever next acquires the word (the consumer, or the
+         * next owner).  Acquire: bits OR-ed in since our load. */
+        if (atomic_compare_exchange_weak_explicit(&item->word, &w, nw,
+                                                  memory_order_acq_rel,
+                                                  memory_order_acquire))
+            break;
+    }
+    if (!report)
+        return false;
+    STAT_ADD(st->enqueued, 1);
+    return ready_push(ep, item);
+}
+
+/*
+ * The BUSY owner of a handed-back item sends its `flight` (as much as the
+ * socket takes now) and re-arms it in the kernel, as the consumer's re-arm
+ * would (with our EPOLLONESHOT where the item has it).  A residue or an
+ * error stays in `flight` for the consumer (finish_busy sets W_WROTE).  A
+ * failed re-arm means the fd was closed without being unregistered; the
+ * owner of the registration unregisters it (only the loop's own socket
+ * transports use poller-side I/O, and they unregister before closing).
+ */
+static void flush_item(wfc_ep *ep, struct wfc_item *item)
+{
+    struct outbox *o = &item->flight;
+    /* Relaxed: we own the item; its generation cannot change under us. */
+    uint64_t w = atomic_load_explicit(&item->word, memory_order_relaxed);
+    struct epoll_event ev;
+
+    while (o->sent < o->len && o->err == 0) {
+        ssize_t n = send(item->fd, o->buf + o->sent, o->len - o->sent,
+                         MSG_DONTWAIT | MSG_NOSIGNAL);
+        if (n > 0) {
+            o->sent += (size_t)n;
+        } else if (n < 0 && errno == EINTR) {
+            continue;
+        } else {
+            if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK))
+                o->err = n == 0 ? EIO : errno;
+            break;
+        }
+    }
+    if (o->sent == o->len)
+        o->len = o->sent = 0;
+    ev.events = item->k_oneshot ? item->mask | EPOLLONESHOT : item->mask;
+    ev.data.u64 = make_tag(item->idx, w_gen(w));
+    epoll_ctl(ep->kfd, EPOLL_CTL_MOD, item->fd, &ev);
+    STAT_ADD(ep->io_flushes, 1);
+}
+
+/* Any thread owning the items of `list` (BUSY, handed back): flush and
+ * end each, then wake the consumer once if an append found the list
+ * empty. */
+static void run_handback(wfc_ep *ep, struct wfc_item *list, char *rx, struct harvest_stats *st)
+{
+    bool found_empty = false;
+
+    while (list != NULL) {
+        struct wfc_item *item = list;
+        /* Before finish_busy: after it, the consumer may hand the item
+         * back again and rewrite hb_next. */
+        list = item->hb_next;
+        flush_item(ep, item);
+        if (finish_busy(ep, item, false, rx, st))
+            found_empty = true;
+    }
+    if (found_empty)
+        wake_consumer_if_sleeping(ep, st);
+}
+
+/* Any thread: take the whole hand-back list (its items become ours). */
+static struct wfc_item *take_handback(wfc_ep *ep)
+{
+    struct wfc_item *list;
+    pthread_mutex_lock(&ep->handback_lock);
+    list = ep->handback;
+    ep->handback = NULL;
+    pthread_mutex_unlock(&ep->handback_lock);
+    return list;
+}
+
+/* Consumer, ctl_lock held: append a batch of items it made BUSY to the
+ * hand-back list; one eventfd write wakes one poller when the list was
+ * empty (a poller that takes it re-arms the eventfd after emptying it). */
+static void push_handback(wfc_ep *ep, struct wfc_item *first, struct wfc_item *last)
+{
+    bool was_empty;
+    pthread_mutex_lock(&ep->handback_lock);
+    was_empty = ep->handback == NULL;
+    last->hb_next = ep->handback;
+    ep->handback = first;
+    pthread_mutex_unlock(&ep->handback_lock);
+    STAT_ADD(ep->io_handbacks, 1);
+    if (was_empty) {
+        uint64_t one = 1;
+        ssize_t r = write(ep->handback_efd, &one, sizeof(one));
+        (void)r;
+    }
+}
+
+/* A poller (or the consumer reading the kernel itself) got the hand-back
+ * eventfd: empty it, take the list, re-arm the eventfd (a push after our
+ * take then wakes a poller), then do the work.
+ * A push between the read and the take is in our list; one after the take
+ * left the eventfd readable, so the re-arm reports it at once. */
+static void poller_handback_as(wfc_ep *ep, char *rx, struct harvest_stats *st)
+{
+    uint64_t count;
+    struct epoll_event ev = {EPOLLIN | EPOLLONESHOT, {.u64 = TAG_HANDBACK}};
+    ssize_t r = read(ep->handback_efd, &count, sizeof(count));
+    struct wfc_item *list;
+
+    (void)r;
+    list = take_handback(ep);
+    epoll_ctl(ep->kfd, EPOLL_CTL_MOD, ep->handback_efd, &ev);
+    run_handback(ep, list, rx, st);
+}
+
+/*
+ * ctl_lock held: wait until the item is not BUSY and return its word.  A
+ * BUSY item is either in a poller's hands (one non-blocking recv or a few
+ * sends: short) or still on the hand-back list, which this thread then
+ * runs itself, so the wait ends even when no poller is free, parked or
+ * left (shutdown).  Nothing that makes an item BUSY waits for ctl_lock, so
+ * holding it here cannot deadlock.
+ */
+static uint64_t wait_not_busy(wfc_ep *ep, struct wfc_item *item)
+{
+    for (unsigned i = 0;; i++) {
+        /* Acquire: pairs with the owner's release in finish_busy, so its
+         * read and sends are seen by our caller. */
+        uint64_t w = atomic_load_explicit(&item->word, memory_order_acquire);
+        struct wfc_item *list;
+
+        if (w_state(w) != ST_BUSY)
+            return w;
+        list = take_handback(ep);
+        if (list != NULL) {
+            run_handback(ep, list, NULL, &ep->inline_stats);
+            continue;
+        }
+        if (i < 64)
+            wfcq_cpu_relax();
+        else
+            sched_yield();
+    }
+}
+
+/* ctl_lock held, item not BUSY and out of service (`w`: its last word):
+ * free what poller-side I/O holds for it. */
+static void io_release(struct wfc_item *item, uint64_t w)
+{
+    if (w & W_RFULL)
+        free(item->rbuf);
+    item->rbuf = NULL;
+    item->rlen = 0;
+    free(item->flight.buf);
+    free(item->outq.buf);
+    memset(&item->flight, 0, sizeof(item->flight));
+    memset(&item->outq, 0, sizeof(item->outq));
+}
+
+/* ctl_lock held, item not BUSY: move the queued output behind what is
+ * left in flight, so that one flush sends both, in order.  -ENOMEM leaves
+ * both as they were. */
+static int io_prepare_flight(struct wfc_item *item)
+{
+    struct outbox *f = &item->flight, *q = &item->outq;
+    if (q->len == 0)
+        return 0;
+    if (f->len == 0) {
+        struct outbox t = *f;   /* swap: no copy for the common case */
+        *f = *q;
+        *q = t;
+        q->len = q->sent = 0;
+        q->err = 0;
+        return 0;
+    }
+    if (f->cap - f->len < q->len) {
+        size_t cap = f->len + q->len;
+        char *b = realloc(f->buf, cap);
+        if (b == NULL)
+            return -ENOMEM;
+        f->buf = b;
+        f->cap = cap;
+    }
+    memcpy(f->buf + f->len, q->buf, q->len);
+    f->len += q->len;
+    q->len = 0;
+    return 0;
 }
 
 /* A poller asked to park (PHASES): count ourselves parked and wait until
@@ -584,6 +943,10 @@ static void *poller_main(void *arg)
     struct poller *p = arg;
     wfc_ep *ep = p->ep;
     struct epoll_event evs[POLLER_BATCH];
+
+    /* Without its receive buffer a poller reads for nobody: items with
+     * W_IO are then delivered without a read, and the consumer reads. */
+    p->rx = malloc(IO_READ_SIZE);
 
     for (;;) {
         int n;
@@ -616,8 +979,23 @@ static void *poller_main(void *arg)
             }
             if (evs[i].data.u64 == TAG_PARK)
                 continue;   /* parks at the top of the loop, after this batch */
-            item = mark_ready(ep, evs[i].data.u64, evs[i].events, &p->stats);
-            if (item != NULL && ready_push(ep, item)) {
+            if (evs[i].data.u64 == TAG_HANDBACK) {
+                poller_handback_as(ep, p->rx, &p->stats);
+                continue;
+            }
+            bool receive = false;
+            item = mark_ready(ep, evs[i].data.u64, evs[i].events, &p->stats,
+                              p->rx != NULL ? &receive : NULL);
+            if (item == NULL)
+                continue;
+            if (receive) {
+                /* IDLE -> BUSY: the item is ours until finish_busy. */
+                bool got = io_receive(ep, item, p->rx);
+                if (finish_busy(ep, item, got, p->rx, &p->stats)) {
+                    found_empty = true;
+                    STAT_ADD(p->stats.found_empty, 1);
+                }
+            } else if (ready_push(ep, item)) {
                 found_empty = true;
                 STAT_ADD(p->stats.found_empty, 1);
             }
@@ -631,6 +1009,8 @@ static void *poller_main(void *arg)
         if (stop || atomic_load_explicit(&ep->closing, memory_order_acquire))
             break;
     }
+    free(p->rx);
+    p->rx = NULL;
     /* A poller that is gone counts as parked for good: it appends
      * nothing more, and a consumer parking the pollers must not wait for
      * it. */
@@ -660,7 +1040,13 @@ static int harvest_inline(wfc_ep *ep, int timeout_ms)
         struct wfc_item *item;
         if (evs[i].data.u64 == TAG_STOP || evs[i].data.u64 == TAG_PARK)
             continue;
-        item = mark_ready(ep, evs[i].data.u64, evs[i].events, &ep->inline_stats);
+        if (evs[i].data.u64 == TAG_HANDBACK) {
+            /* We took the hand-back eventfd before a poller did (or the
+             * pollers are parked): run the list here, as a poller would. */
+            poller_handback_as(ep, NULL, &ep->inline_stats);
+            continue;
+        }
+        item = mark_ready(ep, evs[i].data.u64, evs[i].events, &ep->inline_stats, NULL);
         if (item != NULL)
             wfcq_enqueue(&ep->txn_head, &ep->txn_tail, &item->node);
     }
@@ -692,7 +1078,7 @@ uint64_t wfc_ep_bench_tag(wfc_ep *ep, int fd)
 int wfc_ep_bench_inject(wfc_ep *ep, uint64_t tag, uint32_t events)
 {
     static _Thread_local struct harvest_stats st;
-    struct wfc_item *item = mark_ready(ep, tag, events, &st);
+    struct wfc_item *item = mark_ready(ep, tag, events, &st, NULL);
     if (item == NULL)
         return 0;
     if (ready_push(ep, item))
@@ -736,6 +1122,8 @@ static void unmap_if(wfc_ep *ep, int fd, uint32_t idx)
  * previous wait: the kernel re-checks their level now. */
 static void rearm_delivered(wfc_ep *ep)
 {
+    struct wfc_item *hb_first = NULL, *hb_last = NULL;
+
     for (size_t i = 0; i < ep->nrearm; i++) {
         uint64_t tag = ep->rearm_vec[i];
         uint32_t idx = (uint32_t)(tag >> 32), gen = (uint32_t)tag;
@@ -752,10 +1140,35 @@ static void rearm_delivered(wfc_ep *ep)
         /* The entry leaves the vector now, so the flag goes too, even when
          * the item is READY again (a modify re-armed it and it fired):
          * deliver() will schedule a fresh re-arm, which a stale flag would
-         * turn into a no-op, leaving the fd deaf for good. */
+         * turn into a no-op, leaving the fd deaf for good.  (A READY or
+         * BUSY item with W_IO comes back the same way: delivered, or
+         * reported by its owner's W_MORE.) */
         item->rearm_pending = 0;
         if (w_state(w) != ST_IDLE)
             continue;
+        if ((w & W_IO) && (pollers_active(ep) || item->outq.len > 0 || item->flight.len > 0)) {
+            /* Poller-side I/O: IDLE -> BUSY makes the item ours; acq_rel as
+             * in mark_ready (a poller's IDLE -> READY/BUSY may race us). */
+            if (!atomic_compare_exchange_strong_explicit(&item->word, &w, w_with_state(w, ST_BUSY),
+                                                         memory_order_acq_rel,
+                                                         memory_order_acquire))
+                continue;   /* an event won: it is delivered, then handed back */
+            if (io_prepare_flight(item) < 0)
+                item->flight.err = ENOMEM;
+            if (pollers_active(ep)) {
+                item->hb_next = NULL;
+                if (hb_last != NULL)
+                    hb_last->hb_next = item;
+                else
+                    hb_first = item;
+                hb_last = item;
+            } else {
+                /* Inline: output queued before the switch goes out now. */
+                flush_item(ep, item);
+                finish_busy(ep, item, false, NULL, &ep->inline_stats);
+            }
+            continue;
+        }
         struct epoll_event ev = {arm_mask(ep, item), {.u64 = tag}};
         STAT_ADD(ep->rearms, 1);
         if (epoll_ctl(ep->kfd, EPOLL_CTL_MOD, item->fd, &ev) < 0) {
@@ -768,6 +1181,8 @@ static void rearm_delivered(wfc_ep *ep)
         }
     }
     ep->nrearm = 0;
+    if (hb_first != NULL)
+        push_handback(ep, hb_first, hb_last);
 }
 
 /* ctl_lock held.  Splice, then deliver from the transaction list into
@@ -804,12 +1219,20 @@ static int deliver(wfc_ep *ep, wfc_event *out, int n, int maxevents, uint64_t st
          * release orders our dequeue (reads of node.next) before a poller
          * that wins IDLE -> READY and rewrites node.next; acquire gets the
          * pollers' bits. */
-        w = atomic_exchange_explicit(&item->word, w_make(w_gen(w), 0, ST_IDLE),
+        /* W_IO and W_RFULL stay (they change only under ctl_lock, which we
+         * hold, or in BUSY, which a READY item is not); W_MORE and W_WROTE
+         * are taken with the bits. */
+        w = atomic_exchange_explicit(&item->word,
+                                     w_make(w_gen(w), 0, ST_IDLE) | (w & (W_IO | W_RFULL)),
                                      memory_order_acq_rel);
         revents = w_events(w) & (item->mask | EPOLLERR | EPOLLHUP) & WFC_EVENT_BITS;
-        if (rearmed_after_delivery(item)
+        if (rearmed_after_delivery(item) || (w & W_MORE)
             || (revents == 0 && (item->mask & EPOLLONESHOT)))
             schedule_rearm(ep, idx, item, w_gen(w));
+        if (w & W_RFULL)
+            revents |= EPOLLIN;        /* a read is waiting: the reader takes it */
+        if (w & W_WROTE)
+            revents |= WFC_EV_IO_WRITE;
         if (revents == 0)
             continue;
         if (item->out_stamp == stamp) {
@@ -927,6 +1350,9 @@ static void park_pollers(wfc_ep *ep)
     /* Every poller is parked (or shutdown began): nobody needs the fd. */
     r = read(ep->park_efd, &count, sizeof(count));
     (void)r;
+    /* A hand-back no poller took before parking is ours to run, still
+     * with the pollers' masks (the phase is still POLLERS). */
+    run_handback(ep, take_handback(ep), NULL, &ep->inline_stats);
     pthread_mutex_lock(&ep->ctl_lock);
     ep->phase = WFC_PHASE_INLINE;
     pthread_mutex_unlock(&ep->ctl_lock);
@@ -1227,6 +1653,14 @@ int wfc_ep_add(wfc_ep *ep, int fd, uint32_t events, uint64_t data)
     if (atomic_load_explicit(&ep->closing, memory_order_acquire))
         return -EBADF;
     pthread_mutex_lock(&ep->ctl_lock);
+    old = map_get(ep, fd);
+    if (old >= 0) {
+        /* Its fd may have been closed without being unregistered and the
+         * number reused by the file we are adding: no owner of the old
+         * item may re-arm that number (with the old tag) once the kernel
+         * has the new registration. */
+        wait_not_busy(ep, slot_lookup(ep, (uint32_t)old));
+    }
     /* Room on the free stack first, so that freeing never fails later. */
     idx = reserve_free_stack(ep) < 0 ? -ENOMEM : alloc_slot(ep);
     if (idx < 0) {
@@ -1300,7 +1734,8 @@ int wfc_ep_mod(wfc_ep *ep, int fd, uint32_t events, uint64_t data)
         return r;
     }
     item = slot_lookup(ep, (uint32_t)idx);
-    gen = w_gen(atomic_load_explicit(&item->word, memory_order_acquire));
+    /* A BUSY item's owner may be re-arming it with the old mask. */
+    gen = w_gen(wait_not_busy(ep, item));
     ev.events = kernel_mask(ep, events);
     k_oneshot = level_triggered(events) && pollers_active(ep);
     ev.data.u64 = make_tag((uint32_t)idx, gen);
@@ -1319,6 +1754,15 @@ int wfc_ep_mod(wfc_ep *ep, int fd, uint32_t events, uint64_t data)
     item->data = data;
     item->rearm_pending = 0;
     item->k_oneshot = k_oneshot;
+    if (!level_triggered(events)) {
+        /* Poller-side I/O is for level-triggered registrations only. */
+        uint64_t w = atomic_load_explicit(&item->word, memory_order_relaxed);
+        /* Relaxed: a flag with no data behind it; pollers OR bits in
+         * concurrently, hence the loop. */
+        while ((w & W_IO) && !atomic_compare_exchange_weak_explicit(
+                   &item->word, &w, w & ~W_IO, memory_order_relaxed, memory_order_relaxed))
+            ;
+    }
     pthread_mutex_unlock(&ep->ctl_lock);
     return 0;
 }
@@ -1357,7 +1801,7 @@ int wfc_ep_create(wfc_ep **out, int npollers, int kfd, int ready_list_kind)
     if (posix_memalign((void **)&ep, WFCQ_CACHE_LINE, sizeof(*ep)) != 0)
         return -ENOMEM;
     memset(ep, 0, sizeof(*ep));
-    ep->kfd = ep->stop_efd = ep->wake_efd = ep->park_efd = -1;
+    ep->kfd = ep->stop_efd = ep->wake_efd = ep->park_efd = ep->handback_efd = -1;
     ep->npollers = npollers;
     ep->ready_kind = ready_list_kind;
     ep->snapshot = 1;
@@ -1372,6 +1816,7 @@ int wfc_ep_create(wfc_ep **out, int npollers, int kfd, int ready_list_kind)
     wfcq_init(&ep->txn_head, &ep->txn_tail);
     pthread_mutex_init(&ep->ready_lock, NULL);
     pthread_mutex_init(&ep->ctl_lock, NULL);
+    pthread_mutex_init(&ep->handback_lock, NULL);
 
     if (kfd >= 0) {
         ep->kfd = kfd;
@@ -1382,15 +1827,19 @@ int wfc_ep_create(wfc_ep **out, int npollers, int kfd, int ready_list_kind)
     ep->stop_efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     ep->wake_efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     ep->park_efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    if (ep->stop_efd < 0 || ep->wake_efd < 0 || ep->park_efd < 0) {
+    ep->handback_efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (ep->stop_efd < 0 || ep->wake_efd < 0 || ep->park_efd < 0 || ep->handback_efd < 0) {
         err = errno;
         goto fail;
     }
     {
         struct epoll_event ev = {EPOLLIN, {.u64 = TAG_STOP}};
         struct epoll_event park = {EPOLLIN, {.u64 = TAG_PARK}};
+        /* EPOLLONESHOT: one poller per hand-back batch (poller_handback_as). */
+        struct epoll_event handback = {EPOLLIN | EPOLLONESHOT, {.u64 = TAG_HANDBACK}};
         if (epoll_ctl(ep->kfd, EPOLL_CTL_ADD, ep->stop_efd, &ev) < 0
-            || epoll_ctl(ep->kfd, EPOLL_CTL_ADD, ep->park_efd, &park) < 0) {
+            || epoll_ctl(ep->kfd, EPOLL_CTL_ADD, ep->park_efd, &park) < 0
+            || epoll_ctl(ep->kfd, EPOLL_CTL_ADD, ep->handback_efd, &handback) < 0) {
             err = errno;
             goto fail;
         }
@@ -1496,6 +1945,8 @@ void wfc_ep_destroy(wfc_ep *ep, int in_forked_child)
         close(ep->wake_efd);
     if (ep->park_efd >= 0)
         close(ep->park_efd);
+    if (ep->handback_efd >= 0)
+        close(ep->handback_efd);
     if (ep->kfd >= 0)
         close(ep->kfd);
     for (uint32_t c = 0; c < MAX_CHUNKS; c++) {
@@ -1503,6 +1954,8 @@ void wfc_ep_destroy(wfc_ep *ep, int in_forked_child)
         struct wfc_item *chunk = atomic_load_explicit(&ep->chunks[c], memory_order_relaxed);
         if (chunk == NULL)
             break;
+        for (uint32_t i = 0; i < CHUNK_SIZE; i++)
+            io_release(&chunk[i], atomic_load_explicit(&chunk[i].word, memory_order_relaxed));
         free(chunk);
     }
     free(ep->pollers);
@@ -1513,6 +1966,7 @@ void wfc_ep_destroy(wfc_ep *ep, int in_forked_child)
         pthread_mutex_destroy(&ep->ready_lock);
         pthread_mutex_destroy(&ep->ctl_lock);
         pthread_mutex_destroy(&ep->park_lock);
+        pthread_mutex_destroy(&ep->handback_lock);
         pthread_cond_destroy(&ep->park_cond);
         pthread_cond_destroy(&ep->parked_cond);
     }
@@ -1548,4 +2002,202 @@ void wfc_ep_get_stats(wfc_ep *ep, wfc_ep_stats *s)
     s->reaped = atomic_load_explicit(&ep->reaped, memory_order_relaxed);
     s->registered = atomic_load_explicit(&ep->registered, memory_order_relaxed);
     s->phase_switches = atomic_load_explicit(&ep->phase_switches, memory_order_relaxed);
+    s->io_reads = atomic_load_explicit(&ep->io_reads, memory_order_relaxed);
+    s->io_flushes = atomic_load_explicit(&ep->io_flushes, memory_order_relaxed);
+    s->io_handbacks = atomic_load_explicit(&ep->io_handbacks, memory_order_relaxed);
+}
+
+/* ------------------------------------------------ poller-side I/O: API */
+
+/* ctl_lock held: the item registered for fd, or NULL. */
+static struct wfc_item *item_for_fd(wfc_ep *ep, int fd)
+{
+    int64_t idx = map_get(ep, fd);
+    return idx < 0 ? NULL : slot_lookup(ep, (uint32_t)idx);
+}
+
+int wfc_ep_io_enable(wfc_ep *ep, int fd)
+{
+    struct wfc_item *item;
+    uint64_t w;
+    int r = 0;
+
+    pthread_mutex_lock(&ep->ctl_lock);
+    item = item_for_fd(ep, fd);
+    if (item == NULL) {
+        r = -ENOENT;
+    } else if (!level_triggered(item->mask)) {
+        r = -EINVAL;
+    } else {
+        /* Release: the (empty) buffers are seen by the poller whose
+         * acquire CAS sees W_IO.  A CAS loop: pollers OR bits in. */
+        w = atomic_load_explicit(&item->word, memory_order_relaxed);
+        while (!(w & W_IO) && !atomic_compare_exchange_weak_explicit(
+                   &item->word, &w, w | W_IO, memory_order_release, memory_order_relaxed))
+            ;
+    }
+    pthread_mutex_unlock(&ep->ctl_lock);
+    return r;
+}
+
+int wfc_ep_io_disable(wfc_ep *ep, int fd)
+{
+    struct wfc_item *item;
+    uint64_t w;
+
+    pthread_mutex_lock(&ep->ctl_lock);
+    item = item_for_fd(ep, fd);
+    if (item != NULL) {
+        /* Relaxed CAS: the flag carries no data; the wait below is what
+         * orders a poller's read (already begun) before our return. */
+        w = atomic_load_explicit(&item->word, memory_order_relaxed);
+        while ((w & W_IO) && !atomic_compare_exchange_weak_explicit(
+                   &item->word, &w, w & ~W_IO, memory_order_relaxed, memory_order_relaxed))
+            ;
+        wait_not_busy(ep, item);
+    }
+    pthread_mutex_unlock(&ep->ctl_lock);
+    return item != NULL ? 0 : -ENOENT;
+}
+
+int wfc_ep_io_writes(const wfc_ep *ep)
+{
+    return pollers_active(ep);
+}
+
+int wfc_ep_io_take_read(wfc_ep *ep, int fd, char **buf, ssize_t *len)
+{
+    struct wfc_item *item;
+    uint64_t w;
+    int taken = 0;
+
+    pthread_mutex_lock(&ep->ctl_lock);
+    item = item_for_fd(ep, fd);
+    if (item != NULL) {
+        w = wait_not_busy(ep, item);
+        /* With W_RFULL set no poller goes BUSY for a read, and a hand-back
+         * needs ctl_lock: rbuf and rlen hold still until we clear it. */
+        while (w & W_RFULL) {
+            char *b = item->rbuf;
+            ssize_t n = item->rlen;
+            /* Release: our reads of rbuf/rlen happen before a poller's
+             * next read (its IDLE -> BUSY acquire) rewrites them. */
+            if (atomic_compare_exchange_weak_explicit(&item->word, &w, w & ~W_RFULL,
+                                                      memory_order_acq_rel,
+                                                      memory_order_acquire)) {
+                *buf = b;
+                *len = n;
+                taken = 1;
+                break;
+            }
+        }
+    }
+    pthread_mutex_unlock(&ep->ctl_lock);
+    return taken;
+}
+
+int wfc_ep_io_write(wfc_ep *ep, int fd, const void *data, size_t len)
+{
+    struct wfc_item *item;
+    struct outbox *q;
+    uint64_t w;
+    int r = 0;
+
+    pthread_mutex_lock(&ep->ctl_lock);
+    item = item_for_fd(ep, fd);
+    /* Acquire: a poller's finish, so that a BUSY seen below is current
+     * enough for the W_MORE decision (the CAS decides in the end). */
+    w = item != NULL ? atomic_load_explicit(&item->word, memory_order_acquire) : 0;
+    if (item == NULL || !(w & W_IO)) {
+        r = -ENOENT;
+        goto out;
+    }
+    q = &item->outq;
+    if (q->cap - q->len < len) {
+        size_t cap = q->cap ? q->cap : 4096;
+        char *b;
+        while (cap - q->len < len)
+            cap *= 2;
+        b = realloc(q->buf, cap);
+        if (b == NULL) {
+            r = -ENOMEM;
+            goto out;
+        }
+        q->buf = b;
+        q->cap = cap;
+    }
+    memcpy(q->buf + q->len, data, len);
+    q->len += len;
+    for (;;) {
+        if (w_state(w) != ST_BUSY) {
+            /* Sent at the next wait, with the re-arm (rearm_delivered). */
+            schedule_rearm(ep, item->idx, item, w_gen(w));
+            break;
+        }
+        /* BUSY: its owner hands it back through the ready list when done
+         * (finish_busy sees W_MORE).  Release/acquire: a CAS on the word
+         * like every other change of it. */
+        if ((w & W_MORE) || atomic_compare_exchange_weak_explicit(
+                &item->word, &w, w | W_MORE, memory_order_acq_rel, memory_order_acquire))
+            break;
+    }
+    r = q->len > INT_MAX ? INT_MAX : (int)q->len;
+out:
+    pthread_mutex_unlock(&ep->ctl_lock);
+    return r;
+}
+
+ssize_t wfc_ep_io_pending(wfc_ep *ep, int fd)
+{
+    struct wfc_item *item;
+    ssize_t n = 0;
+
+    pthread_mutex_lock(&ep->ctl_lock);
+    item = item_for_fd(ep, fd);
+    if (item != NULL) {
+        wait_not_busy(ep, item);
+        n = (ssize_t)(item->flight.len - item->flight.sent + item->outq.len);
+    }
+    pthread_mutex_unlock(&ep->ctl_lock);
+    return n;
+}
+
+int wfc_ep_io_take_writes(wfc_ep *ep, int fd, char **buf, size_t *len, int *err)
+{
+    struct wfc_item *item;
+    int r = 0;
+
+    *buf = NULL;
+    *len = 0;
+    *err = 0;
+    pthread_mutex_lock(&ep->ctl_lock);
+    item = item_for_fd(ep, fd);
+    if (item != NULL) {
+        struct outbox *f = &item->flight, *q = &item->outq;
+        size_t n;
+        /* Not BUSY afterwards, and only a ctl_lock holder can make it BUSY
+         * for a hand-back: both buffers are ours. */
+        wait_not_busy(ep, item);
+        n = f->len - f->sent + q->len;
+        if (n > 0) {
+            char *b = malloc(n);
+            if (b == NULL) {
+                r = -ENOMEM;
+                goto out;
+            }
+            if (f->len > f->sent)
+                memcpy(b, f->buf + f->sent, f->len - f->sent);
+            if (q->len > 0)
+                memcpy(b + (f->len - f->sent), q->buf, q->len);
+            *buf = b;
+            *len = n;
+        }
+        *err = f->err;
+        f->len = f->sent = 0;
+        f->err = 0;
+        q->len = 0;
+    }
+out:
+    pthread_mutex_unlock(&ep->ctl_lock);
+    return r;
 }

@@ -52,6 +52,9 @@ typedef struct wfc_ep_stats {
     uint64_t reaped;             /* ZOMBIE items freed by the consumer */
     uint64_t registered;         /* items currently registered */
     uint64_t phase_switches;     /* POLLERS <-> INLINE switches */
+    uint64_t io_reads;           /* poller-side I/O: reads made for the consumer */
+    uint64_t io_flushes;         /* ... items sent and re-armed off the consumer */
+    uint64_t io_handbacks;       /* ... batches handed to the pollers */
 } wfc_ep_stats;
 
 /* Poller mode's phases (eventpoll_core.c, PHASES): the pollers read the
@@ -133,6 +136,53 @@ int wfc_ep_phase(wfc_ep *ep);
 
 /* Every event bit that the kernel may report (the others are input flags). */
 #define WFC_EVENT_BITS 0xffffu
+
+/*
+ * Poller-side I/O (eventpoll_core.c, POLLER-SIDE I/O): for a registration
+ * whose fd is a non-blocking socket that its owner unregisters before
+ * closing (the loop's socket transports), pollers may do the socket I/O:
+ * receive when it is readable, and send what the consumer queued, with the
+ * re-arm, in one hand-back per wait.  Only while pollers read the kernel
+ * (phase POLLERS); otherwise everything is as without it.  The functions
+ * below are the consumer's (ctl_lock inside); each returns at once except
+ * that it waits out a poller in the middle of the item's I/O (one recv or a
+ * few sends).
+ */
+
+/* An event flag outside WFC_EVENT_BITS: a poller's send for this item
+ * stopped short (the socket was full) or failed; take the rest and the
+ * error with wfc_ep_io_take_writes(). */
+#define WFC_EV_IO_WRITE 0x10000u
+
+/* Turn it on for fd, registered level-triggered: -ENOENT, -EINVAL. */
+int wfc_ep_io_enable(wfc_ep *ep, int fd);
+
+/* Turn it off for fd: no poller reads for it from now on, and one that
+ * was reading has finished (its read is kept for wfc_ep_io_take_read);
+ * output queued stays for wfc_ep_io_take_writes.  -ENOENT. */
+int wfc_ep_io_disable(wfc_ep *ep, int fd);
+
+/* Whether output queued now is sent by pollers (phase POLLERS). */
+int wfc_ep_io_writes(const wfc_ep *ep);
+
+/* Take the read a poller made for fd, if any: returns 1 with *buf (malloc,
+ * the caller frees; NULL unless *len > 0) and *len (bytes, 0 for end of
+ * file, -errno), 0 if none. */
+int wfc_ep_io_take_read(wfc_ep *ep, int fd, char **buf, ssize_t *len);
+
+/* Queue len bytes for fd; a poller sends them after the next wait starts.
+ * Returns the bytes now queued and not handed to a poller (capped at
+ * INT_MAX); -ENOENT: fd is not registered with poller-side I/O on (send it
+ * yourself); -ENOMEM. */
+int wfc_ep_io_write(wfc_ep *ep, int fd, const void *data, size_t len);
+
+/* Bytes queued for fd and not sent yet. */
+ssize_t wfc_ep_io_pending(wfc_ep *ep, int fd);
+
+/* Take everything queued for fd and not sent (*buf, malloc, *len bytes,
+ * in order) and the error that stopped a send (*err, 0 if none); nothing
+ * is queued afterwards.  0 or -ENOMEM. */
+int wfc_ep_io_take_writes(wfc_ep *ep, int fd, char **buf, size_t *len, int *err);
 
 #ifdef __cplusplus
 }

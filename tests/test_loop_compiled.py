@@ -569,9 +569,9 @@ def test_write_buffer_made_on_demand_and_limits_as_stdlib(loop):
         transport.set_write_buffer_limits(high=65536.0)
         assert type(transport.get_write_buffer_limits()[1]) is float
         received = b""
-        b.settimeout(5)
-        while len(received) < 18:
-            received += b.recv(100)
+        b.setblocking(False)
+        while len(received) < 18:   # awaited: poller-side I/O sends after this iteration
+            received += await asyncio.wait_for(loop.sock_recv(b, 100), 5)
         transport.close()
         b.close()
         return received

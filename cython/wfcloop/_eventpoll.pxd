@@ -27,6 +27,9 @@ cdef extern from "eventpoll_core.h" nogil:
         uint64_t reaped
         uint64_t registered
         uint64_t phase_switches
+        uint64_t io_reads
+        uint64_t io_flushes
+        uint64_t io_handbacks
 
     enum:
         WFC_READY_LIST_WFCQUEUE
@@ -54,6 +57,16 @@ cdef extern from "eventpoll_core.h" nogil:
     int wfc_ep_request_phase(wfc_ep *ep, int phase)
     int wfc_ep_phase(wfc_ep *ep)
 
+    enum:
+        WFC_EV_IO_WRITE
+    int wfc_ep_io_enable(wfc_ep *ep, int fd)
+    int wfc_ep_io_disable(wfc_ep *ep, int fd)
+    int wfc_ep_io_writes(const wfc_ep *ep)
+    int wfc_ep_io_take_read(wfc_ep *ep, int fd, char **buf, ssize_t *len)
+    int wfc_ep_io_write(wfc_ep *ep, int fd, const void *data, size_t len)
+    ssize_t wfc_ep_io_pending(wfc_ep *ep, int fd)
+    int wfc_ep_io_take_writes(wfc_ep *ep, int fd, char **buf, size_t *len, int *err)
+
 
 cdef class _Core:
     """One C eventpoll, shared by every EventPoll made from its fd."""
@@ -76,3 +89,12 @@ cdef class EventPoll:
     cdef _ctl(self, int op, int fd, uint32_t mask, uint64_t data=*)
     cdef _poll(self, timeout, int maxevents, bint with_data)
     cdef int wait_into(self, wfc_event *buf, int maxevents, int timeout_ms) except -2
+    # Poller-side I/O for the loop's socket transports (the loop thread,
+    # GIL held; see eventpoll_core.h).
+    cdef int io_enable(self, int fd) noexcept
+    cdef int io_disable(self, int fd) noexcept
+    cdef bint io_writes(self) noexcept
+    cdef object io_take_read(self, int fd)
+    cdef Py_ssize_t io_write(self, int fd, const char *data, Py_ssize_t n) except -2
+    cdef Py_ssize_t io_pending(self, int fd) noexcept
+    cdef tuple io_take_writes(self, int fd)

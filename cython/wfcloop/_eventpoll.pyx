@@ -11,8 +11,9 @@ import os
 import select as _select
 import weakref
 
+from cpython.bytes cimport PyBytes_FromStringAndSize
 from cpython.exc cimport PyErr_CheckSignals
-from libc.errno cimport EINTR, EBADF
+from libc.errno cimport EINTR, EBADF, ENOMEM
 from libc.limits cimport INT_MAX, INT_MIN
 from libc.stdint cimport uint32_t, uint64_t
 from libc.stdlib cimport malloc, free
@@ -171,6 +172,13 @@ cdef class _Core:
             self.ep = NULL
             with nogil:
                 wfc_ep_destroy(ep, wfcloop_fork_generation != self.fork_generation)
+
+
+cdef inline wfc_ep *_io_ep(EventPoll poll) noexcept:
+    """The live core of poll, or NULL (closed): for the io_* methods."""
+    if poll._closed or poll.core is None:
+        return NULL
+    return poll.core.ep
 
 
 cdef class EventPoll:
@@ -381,6 +389,86 @@ cdef class EventPoll:
             _raise_errno(n)
         return n
 
+    # ---- poller-side I/O (the loop's socket transports; loop thread) ----
+    # Called with the GIL held and never released: close() cannot free the
+    # core in the middle (it clears core.ep under the GIL first), so no
+    # enter()/leave() pair is paid per call.  A closed core reads as "no
+    # poller-side I/O".
+
+    cdef int io_enable(self, int fd) noexcept:
+        """Let the pollers read and send for fd (a socket transport's):
+        0, or a negative errno (not registered, not level-triggered)."""
+        cdef wfc_ep *ep = _io_ep(self)
+        if ep == NULL or wfc_ep_pollers(ep) == 0:
+            return -EBADF
+        return wfc_ep_io_enable(ep, fd)
+
+    cdef int io_disable(self, int fd) noexcept:
+        """No poller reads for fd after this returns (a read already made
+        stays for io_take_read; queued output for io_take_writes)."""
+        cdef wfc_ep *ep = _io_ep(self)
+        if ep == NULL:
+            return -EBADF
+        return wfc_ep_io_disable(ep, fd)
+
+    cdef bint io_writes(self) noexcept:
+        """Whether io_write() pays now: the pollers read the kernel."""
+        cdef wfc_ep *ep = _io_ep(self)
+        return ep != NULL and wfc_ep_io_writes(ep)
+
+    cdef object io_take_read(self, int fd):
+        """The read a poller made for fd: bytes, 0 at end of file, an
+        OSError for a failed read; None when there is none."""
+        cdef wfc_ep *ep = _io_ep(self)
+        cdef char *buf = NULL
+        cdef ssize_t n = 0
+        if ep == NULL or not wfc_ep_io_take_read(ep, fd, &buf, &n):
+            return None
+        if n > 0:
+            try:
+                return PyBytes_FromStringAndSize(buf, n)
+            finally:
+                free(buf)
+        if n == 0:
+            return 0
+        return OSError(-n, os.strerror(-n))
+
+    cdef Py_ssize_t io_write(self, int fd, const char *data, Py_ssize_t n) except -2:
+        """Queue n bytes for the pollers to send after the next wait
+        starts: the bytes now queued for fd, or -1 when fd has no
+        poller-side I/O (send it yourself)."""
+        cdef wfc_ep *ep = _io_ep(self)
+        cdef int r
+        if ep == NULL:
+            return -1
+        r = wfc_ep_io_write(ep, fd, data, <size_t>n)
+        if r == -ENOMEM:
+            raise MemoryError()
+        return -1 if r < 0 else r
+
+    cdef Py_ssize_t io_pending(self, int fd) noexcept:
+        """Bytes queued for fd and not sent yet."""
+        cdef wfc_ep *ep = _io_ep(self)
+        return 0 if ep == NULL else wfc_ep_io_pending(ep, fd)
+
+    cdef tuple io_take_writes(self, int fd):
+        """(bytes not sent, in order, or None; errno of the send that
+        failed, or 0), and nothing is queued for fd afterwards."""
+        cdef wfc_ep *ep = _io_ep(self)
+        cdef char *buf = NULL
+        cdef size_t n = 0
+        cdef int err = 0
+        if ep == NULL:
+            return None, 0
+        if wfc_ep_io_take_writes(ep, fd, &buf, &n, &err) < 0:
+            raise MemoryError()
+        if n == 0:
+            return None, err
+        try:
+            return PyBytes_FromStringAndSize(buf, <Py_ssize_t>n), err
+        finally:
+            free(buf)
+
     def _set_snapshot(self, bint on):
         """Whether poll() settles before returning a partial batch (see
         wfc_ep_set_snapshot); on by default, off for the event loop."""
@@ -456,6 +544,9 @@ cdef class EventPoll:
             "reaped": s.reaped,
             "registered": s.registered,
             "phase_switches": s.phase_switches,
+            "io_reads": s.io_reads,
+            "io_flushes": s.io_flushes,
+            "io_handbacks": s.io_handbacks,
         }
 
     def __repr__(self):

@@ -37,8 +37,9 @@ from libc.errno cimport errno, EAGAIN, EINTR
 from libc.math cimport ceil
 from libc.stdint cimport uint32_t
 from libc.stdlib cimport malloc, realloc, free
+from libc.string cimport memcpy, strerror
 
-from wfcloop._eventpoll cimport EventPoll, wfc_event
+from wfcloop._eventpoll cimport EventPoll, wfc_event, WFC_EV_IO_WRITE
 
 from cpython.object cimport PyObject, PyTypeObject
 from cpython.ref cimport Py_INCREF, Py_XDECREF
@@ -184,10 +185,19 @@ cdef class _Dispatch:
         fd_to_key = self.fd_to_key
         ready = self.ready
         for i in range(n):
+            ev = self.events[i].events
+            if ev & WFC_EV_IO_WRITE:
+                # A poller's send stopped short or failed: the transport
+                # takes the rest back (asyncio's buffer, or its error).
+                transport = self.loop._wfc_io_transports.get(self.events[i].fd)
+                if transport is not None:
+                    ready.append(new_handle(_io_settle_writes, (transport,), self.loop, None))
+                ev &= ~WFC_EV_IO_WRITE
+                if ev == 0:
+                    continue
             key = fd_to_key.get(self.events[i].fd)
             if key is None:
                 continue
-            ev = self.events[i].events
             mask = key.events
             reader, writer = key.data
             # selectors' epoll mapping: anything but EPOLLOUT reads,
@@ -820,6 +830,11 @@ class BaseLoop(asyncio.SelectorEventLoop):
         # Equal address objects of this loop's transports, shared (see
         # share_addresses).
         self._wfc_addresses = {}
+        # Poller-side I/O: the EventPoll that does the socket transports'
+        # I/O off the loop thread while its pollers read the kernel, and
+        # the transports it does it for, by fd (for a short send's report).
+        self._wfc_io = selector._selector if getattr(selector, "poller_io", False) else None
+        self._wfc_io_transports = WeakValueDictionary()
         super().__init__(selector)
         self._wfc_dispatch = _Dispatch(self, selector)
         # asyncio's fd -> transport map, without a weak reference per
@@ -1423,17 +1438,81 @@ class SocketTransport(selector_events._SelectorSocketTransport):
     # The loop's TransportMap finds a reading transport through its reader,
     # and needs to know when that starts or stops (see TransportMap).
 
+    # Poller-side I/O (the loop's ``poller_io``): while the pollers read
+    # the kernel, a poller receives this transport's data and sends what
+    # write() queued, so the loop thread runs only the protocol.  Whatever
+    # asyncio's own code is about to look at (pause, EOF, close, abort,
+    # write_eof, sendfile, writelines, a short or failed send) first takes
+    # the transport back to asyncio's state: queued output goes through
+    # asyncio's write, a read already made is delivered in order.
+    _wfc_io = None       # the loop's EventPoll while pollers may do our I/O
+    _wfc_queued = False  # output may be queued with the pollers
+    _wfc_held = None     # reads taken from the pollers while paused (list)
+
     def _add_reader(self, fd, callback, *args):
         super()._add_reader(fd, callback, *args)
         track_reading(self)
+        io_start(self, fd)
 
     def pause_reading(self):
+        if self._wfc_io is not None and self.is_reading():
+            io_stop(self, True, True)
         super().pause_reading()
         track_reading(self)
 
+    def resume_reading(self):
+        super().resume_reading()
+        if self._wfc_held:
+            self._loop.call_soon(self._wfc_deliver_held)
+
+    def _wfc_deliver_held(self):
+        """Deliver the reads held while reading was paused, in order."""
+        held = self._wfc_held
+        while held and not self._paused and not self._conn_lost:
+            deliver_read(self, held.pop(0))
+        if not held:
+            self._wfc_held = None
+
     def _read_ready__on_eof(self):
+        # eof_received() may write, and a kept-open transport stops
+        # reading: both on asyncio's paths.
+        io_stop(self, True, False)
         super()._read_ready__on_eof()
         track_reading(self)
+
+    def close(self):
+        io_stop(self, True, False)
+        super().close()
+
+    def _force_close(self, exc):
+        io_stop(self, False, False)
+        super()._force_close(exc)
+
+    def write_eof(self):
+        if self._wfc_queued:
+            io_settle_writes(self)
+        super().write_eof()
+
+    def writelines(self, list_of_data):
+        if self._wfc_queued:
+            io_settle_writes(self)
+        super().writelines(list_of_data)
+
+    def get_write_buffer_size(self):
+        """Bytes buffered by asyncio's write, plus those queued for the
+        pollers and not sent yet."""
+        cdef EventPoll poll
+        n = super().get_write_buffer_size()
+        if self._wfc_queued:
+            poll = self._loop._wfc_io
+            n += poll.io_pending(self._sock_fd)
+        return n
+
+    if hasattr(selector_events._SelectorSocketTransport, '_make_empty_waiter'):
+        def _make_empty_waiter(self):
+            if self._wfc_queued:
+                io_settle_writes(self)
+            return super()._make_empty_waiter()
 
     def set_protocol(self, protocol):
         # asyncio keeps the bound method of the read path this protocol
@@ -1454,6 +1533,8 @@ class SocketTransport(selector_events._SelectorSocketTransport):
         cdef ssize_t n
         if self._conn_lost:
             return
+        if self._wfc_io is not None and io_read_taken(self):
+            return
         n = recv_ready(self, self._sock_fd, read_buffer, READ_BUFFER_SIZE)
         if n < 0:
             return
@@ -1470,6 +1551,8 @@ class SocketTransport(selector_events._SelectorSocketTransport):
         cdef ssize_t n
         cdef Py_buffer view
         if self._conn_lost:
+            return
+        if self._wfc_io is not None and io_read_taken(self):
             return
         try:
             buf = self._protocol.get_buffer(-1)
@@ -1505,23 +1588,28 @@ class SocketTransport(selector_events._SelectorSocketTransport):
                 exc, 'Fatal error: protocol.buffer_updated() call failed.')
 
     def write(self, data):
-        """Send ``data`` now when nothing is buffered and it all fits in
-        the socket; otherwise asyncio's write() buffers the rest."""
-        cdef ssize_t n
-        if (type(data) is bytes and not self._buffer and not self._eof
-                and self._empty_waiter is None and not self._conn_lost
-                and PyBytes_GET_SIZE(data) > 0):
-            n = c_send(self._sock_fd, PyBytes_AS_STRING(data),
-                       PyBytes_GET_SIZE(data), MSG_NOSIGNAL)
-            if n == PyBytes_GET_SIZE(data):
+        """Queue ``data`` for the pollers (poller-side I/O), else send it
+        now when nothing is buffered and it all fits in the socket;
+        otherwise asyncio's write() buffers the rest."""
+        cdef EventPoll poll
+        cdef Py_ssize_t queued
+        io = self._wfc_io
+        if (io is not None and type(data) is bytes and not self._buffer
+                and not self._eof and not self._closing and not self._conn_lost
+                and self._empty_waiter is None and PyBytes_GET_SIZE(data) > 0
+                and (<EventPoll>io).io_writes()):
+            poll = <EventPoll>io
+            queued = poll.io_write(self._sock_fd, PyBytes_AS_STRING(data),
+                                   PyBytes_GET_SIZE(data))
+            if queued >= 0:
+                self._wfc_queued = True
+                if queued > self._high_water:
+                    io_settle_writes(self)   # asyncio's buffer and flow control
                 return
-            if n > 0:
-                data = data[n:]
-            # EAGAIN, an error or a partial send: asyncio's write tries
-            # again (and reports the error the way it always does).
-        if type(self._buffer) is bytes:
-            self._buffer = bytearray()  # the first write that may buffer
-        super_write(self, data)
+        if self._wfc_queued:
+            io_settle_writes(self)
+        plain_write(self, data)
+
 
     if getattr(selector_events._SelectorSocketTransport,
                '_buffer_factory', None) is bytearray:
@@ -1539,6 +1627,184 @@ class SocketTransport(selector_events._SelectorSocketTransport):
         # the defaults a 32-byte int of 16 KiB.  Equal ints are shared.
         self._high_water = shared_limit(self._high_water)
         self._low_water = shared_limit(self._low_water)
+
+
+cdef plain_write(self, data):
+    """write() without poller-side I/O: send now when nothing is buffered
+    and it all fits in the socket; otherwise asyncio's write() buffers the
+    rest."""
+    cdef ssize_t n
+    if (type(data) is bytes and not self._buffer and not self._eof
+            and self._empty_waiter is None and not self._conn_lost
+            and PyBytes_GET_SIZE(data) > 0):
+        n = c_send(self._sock_fd, PyBytes_AS_STRING(data),
+                   PyBytes_GET_SIZE(data), MSG_NOSIGNAL)
+        if n == PyBytes_GET_SIZE(data):
+            return
+        if n > 0:
+            data = data[n:]
+        # EAGAIN, an error or a partial send: asyncio's write tries
+        # again (and reports the error the way it always does).
+    if type(self._buffer) is bytes:
+        self._buffer = bytearray()  # the first write that may buffer
+    super_write(self, data)
+
+
+# ---- poller-side I/O of SocketTransport (see its class comment) ----------
+
+cdef io_start(transport, fd):
+    """Let the pollers do transport's I/O, if its loop has poller-side I/O
+    and fd is the transport's registered, reading socket."""
+    cdef EventPoll poll
+    loop = transport._loop
+    if loop is None:
+        return
+    io = loop._wfc_io
+    if io is None or fd != transport._sock_fd:
+        return
+    poll = <EventPoll>io
+    if poll.io_enable(fd) == 0:
+        transport._wfc_io = poll
+        loop._wfc_io_transports[fd] = transport
+
+
+cdef io_stop(transport, bint keep_writes, bint keep_read):
+    """Back to asyncio's state: no poller reads for the transport any more
+    (one that is reading has finished); its read already made is held
+    (keep_read, for resume_reading) or dropped; output queued goes through
+    asyncio's write (keep_writes) or is dropped (abort)."""
+    cdef EventPoll poll = <EventPoll>transport._wfc_io
+    fd = transport._sock_fd
+    if poll is not None:
+        transport._wfc_io = None
+        poll.io_disable(fd)
+        r = poll.io_take_read(fd)
+        if r is not None and keep_read:
+            if transport._wfc_held is None:
+                transport._wfc_held = []
+            transport._wfc_held.append(r)
+    if transport._wfc_queued:
+        if keep_writes:
+            io_settle_writes(transport)
+        else:
+            # abort(): asyncio's write would have sent this already where
+            # the socket had room; one try, then it is dropped as asyncio
+            # drops its buffer.
+            transport._wfc_queued = False
+            loop = transport._loop
+            if loop is not None and loop._wfc_io is not None:
+                data, err = (<EventPoll>loop._wfc_io).io_take_writes(fd)
+                if data is not None and not err and not transport._conn_lost:
+                    c_send(fd, PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data),
+                           MSG_NOSIGNAL | MSG_DONTWAIT)
+
+
+cdef io_settle_writes(transport):
+    """Take the output queued for the pollers and not sent (a short send,
+    or not sent yet) through asyncio's write, in order; a send that failed
+    is asyncio's fatal write error."""
+    cdef EventPoll poll
+    loop = transport._loop
+    transport._wfc_queued = False
+    if loop is None or loop._wfc_io is None:
+        return
+    poll = <EventPoll>loop._wfc_io
+    data, err = poll.io_take_writes(transport._sock_fd)
+    if err:
+        transport._fatal_error(OSError(err, strerror(err).decode()),
+                               'Fatal write error on socket transport')
+        return
+    if data is not None:
+        plain_write(transport, data)
+
+
+def _io_settle_writes(transport):
+    """A poller's send for transport stopped short or failed."""
+    io_settle_writes(transport)
+
+
+cdef bint io_read_taken(transport) except -1:
+    """Deliver the reads held while paused and the read a poller made for
+    transport, if any: True when the reader has nothing more to do."""
+    cdef EventPoll poll = <EventPoll>transport._wfc_io
+    if transport._wfc_held:
+        transport._wfc_deliver_held()
+        if transport._wfc_held or transport._conn_lost:
+            return True
+    r = poll.io_take_read(transport._sock_fd)
+    if r is None:
+        return False
+    deliver_read(transport, r)
+    return True
+
+
+cdef deliver_read(transport, r):
+    """Hand a read the pollers made (bytes, 0 for end of file, or an
+    OSError) to the protocol, as the transport's own read would."""
+    if type(r) is bytes:
+        if isinstance(transport._protocol, BufferedProtocol):
+            feed_buffered(transport, r)
+            return
+        try:
+            transport._protocol.data_received(r)
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            transport._fatal_error(
+                exc, 'Fatal error: protocol.data_received() call failed.')
+    elif type(r) is int:
+        transport._read_ready__on_eof()
+    else:
+        transport._fatal_error(r, 'Fatal read error on socket transport')
+
+
+cdef feed_buffered(transport, bytes data):
+    """data into a BufferedProtocol's buffers: get_buffer() and
+    buffer_updated() as often as the buffers it gives need; what is left
+    when reading pauses is held for resume_reading()."""
+    cdef Py_ssize_t offset = 0, size = len(data), n
+    cdef Py_buffer view
+    protocol = transport._protocol
+    while offset < size:
+        if transport._conn_lost:
+            return
+        if transport._paused:
+            if transport._wfc_held is None:
+                transport._wfc_held = []
+            transport._wfc_held.insert(0, data[offset:])
+            return
+        try:
+            buf = protocol.get_buffer(size - offset)
+            if not len(buf):
+                raise RuntimeError('get_buffer() returned an empty buffer')
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            transport._fatal_error(
+                exc, 'Fatal error: protocol.get_buffer() call failed.')
+            return
+        try:
+            PyObject_GetBuffer(buf, &view, PyBUF_WRITABLE)
+        except BaseException:
+            # Not a writable buffer: the error the transport's own read
+            # reports, from socket.recv_into() (which reads nothing then).
+            try:
+                transport._sock.recv_into(buf)
+            except BaseException as exc:
+                transport._fatal_error(exc, 'Fatal read error on socket transport')
+            return
+        n = min(view.len, size - offset)
+        memcpy(view.buf, PyBytes_AS_STRING(data) + offset, n)
+        PyBuffer_Release(&view)
+        offset += n
+        try:
+            protocol.buffer_updated(n)
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            transport._fatal_error(
+                exc, 'Fatal error: protocol.buffer_updated() call failed.')
+            return
 
 
 cdef object DEFAULT_HIGH_WATER = 64 * 1024

@@ -14,12 +14,13 @@ except ModuleNotFoundError as exc:   # e.g. src/ of a checkout, never built
         f"wfcloop's compiled core ({exc.name}) is not built or not on the "
         f"path: install wfcloop (pip install .) and import it from there, "
         f"not from the source tree ({__path__[0]})") from exc
-from ._selector import EventPollSelector, default_adaptive
+from ._selector import EventPollSelector, default_adaptive, default_poller_io
 from .loop import EventLoopPolicy, Loop, install, new_event_loop, run
 
 __version__ = "0.1.0.dev0"
 
 __all__ = [
     "EventLoopPolicy", "EventPoll", "EventPollSelector", "Loop",
-    "default_adaptive", "default_pollers", "install", "new_event_loop", "run", "__version__",
+    "default_adaptive", "default_poller_io", "default_pollers", "install", "new_event_loop",
+    "run", "__version__",
 ]

@@ -22,17 +22,27 @@ class Loop(BaseLoop):
     loop thread while that delivers as many events per second, which it
     does where cores are scarce; ``None`` takes
     :func:`wfcloop.default_adaptive` (on unless ``WFCLOOP_ADAPTIVE=0``).
+    ``poller_io`` (with pollers): while the pollers read the kernel, they
+    also receive and send for the loop's socket transports, so the loop
+    thread runs only Python code; ``None`` takes
+    :func:`wfcloop.default_poller_io` (on unless ``WFCLOOP_POLLER_IO=0``).
     ``close()`` joins the poller threads and closes every fd the loop
     opened.
     """
 
-    def __init__(self, *, pollers=None, adaptive=None):
-        super().__init__(EventPollSelector(pollers=pollers, adaptive=adaptive))
+    def __init__(self, *, pollers=None, adaptive=None, poller_io=None):
+        super().__init__(EventPollSelector(pollers=pollers, adaptive=adaptive,
+                                           poller_io=poller_io))
 
     @property
     def pollers(self):
         """Number of poller threads of this loop (0: inline mode)."""
         return self._selector.pollers
+
+    @property
+    def poller_io(self):
+        """Whether pollers do the socket transports' I/O in their phase."""
+        return self._selector.poller_io
 
     @property
     def poller_phase(self):
@@ -79,9 +89,9 @@ class Loop(BaseLoop):
                         "Unable to clean up listening UNIX socket %r: %r", path, err)
 
 
-def new_event_loop(*, pollers=None, adaptive=None):
+def new_event_loop(*, pollers=None, adaptive=None, poller_io=None):
     """Return a new :class:`Loop`."""
-    return Loop(pollers=pollers, adaptive=adaptive)
+    return Loop(pollers=pollers, adaptive=adaptive, poller_io=poller_io)
 
 
 _PolicyBase = asyncio.DefaultEventLoopPolicy
@@ -115,12 +125,12 @@ def install():
         asyncio.set_event_loop_policy(EventLoopPolicy())
 
 
-def run(main, *, debug=None, pollers=None, adaptive=None, **run_kwargs):
+def run(main, *, debug=None, pollers=None, adaptive=None, poller_io=None, **run_kwargs):
     """Run coroutine ``main`` on a new :class:`Loop` and return its result,
     like :func:`asyncio.run` (and ``uvloop.run``).
     """
     def factory():
-        return Loop(pollers=pollers, adaptive=adaptive)
+        return Loop(pollers=pollers, adaptive=adaptive, poller_io=poller_io)
 
     if sys.version_info >= (3, 12):
         return asyncio.run(main, debug=debug, loop_factory=factory, **run_kwargs)

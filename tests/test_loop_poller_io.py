@@ -1,0 +1,375 @@
+"""Poller-side I/O: while the pollers read the kernel, a poller receives a
+socket transport's data and sends what write() queued, and the loop thread
+runs only the protocol.
+
+The loops here pin their pollers (``adaptive=False``), so that the pollers
+phase, where this applies, is the one that runs.  Each test checks a
+counter that shows the pollers did the I/O, and what a user sees: every
+byte once and in order, asyncio's flow control and its close/abort/EOF
+order.
+"""
+import asyncio
+import socket
+import zlib
+
+import pytest
+
+import wfcloop
+
+
+def io_loop(poller_io=True):
+    return wfcloop.new_event_loop(pollers=2, adaptive=False, poller_io=poller_io)
+
+
+@pytest.fixture
+def loop(no_leaks):
+    loop = io_loop()
+    yield loop
+    loop.close()
+
+
+class Echo(asyncio.Protocol):
+    def connection_made(self, transport):
+        self.transport = transport
+
+    def data_received(self, data):
+        self.transport.write(data)
+
+
+def payload(i, size):
+    return (b"%08d:" % i) * (size // 9) + b"."
+
+
+async def echo_clients(loop, port, clients, rounds, size):
+    """Each client sends, awaits the echo and checks it, `rounds` times."""
+    async def client(i):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        crc = 0
+        for k in range(rounds):
+            msg = payload(i * rounds + k, size)
+            writer.write(msg)
+            got = await reader.readexactly(len(msg))
+            assert got == msg
+            crc = zlib.crc32(got, crc)
+        writer.close()
+        await writer.wait_closed()
+        return crc
+    return await asyncio.gather(*(client(i) for i in range(clients)))
+
+
+@pytest.mark.parametrize("size", [100, 20_000, 300_000])
+def test_echo_exact_with_poller_io(loop, size):
+    async def main():
+        server = await loop.create_server(Echo, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        crcs = await echo_clients(loop, port, 8, 30 if size < 100_000 else 4, size)
+        server.close()
+        await server.wait_closed()
+        return crcs
+
+    assert len(loop.run_until_complete(main())) == 8
+    stats = loop._selector.stats()
+    assert stats["io_reads"] > 0 and stats["io_flushes"] > 0 and stats["io_handbacks"] > 0
+
+
+def test_poller_io_off_does_no_poller_io(no_leaks):
+    loop = io_loop(poller_io=False)
+    try:
+        assert loop.poller_io is False
+
+        async def main():
+            server = await loop.create_server(Echo, "127.0.0.1", 0)
+            await echo_clients(loop, server.sockets[0].getsockname()[1], 4, 10, 100)
+            server.close()
+            await server.wait_closed()
+
+        loop.run_until_complete(main())
+        stats = loop._selector.stats()
+        assert stats["io_reads"] == stats["io_flushes"] == 0
+    finally:
+        loop.close()
+
+
+def test_inline_mode_has_no_poller_io(no_leaks):
+    loop = wfcloop.new_event_loop(pollers=0, poller_io=True)
+    try:
+        assert loop.poller_io is False
+    finally:
+        loop.close()
+
+
+@pytest.mark.parametrize("value, expected", [("0", False), ("1", True), ("", True)])
+def test_wfcloop_poller_io_environment(monkeypatch, value, expected, no_leaks):
+    monkeypatch.setenv("WFCLOOP_POLLER_IO", value)
+    assert wfcloop.default_poller_io() is expected
+    loop = wfcloop.new_event_loop(pollers=1)
+    try:
+        assert loop.poller_io is expected
+    finally:
+        loop.close()
+    monkeypatch.setenv("WFCLOOP_POLLER_IO", "yes")
+    with pytest.raises(ValueError, match="WFCLOOP_POLLER_IO"):
+        wfcloop.default_poller_io()
+
+
+async def accepted_pair(loop, protocol_factory):
+    a, b = socket.socketpair()
+    transport, protocol = await loop.connect_accepted_socket(protocol_factory, a)
+    b.setblocking(False)
+    return transport, protocol, b
+
+
+async def recv_exactly(loop, sock, n):
+    data = b""
+    while len(data) < n:
+        chunk = await asyncio.wait_for(loop.sock_recv(sock, n - len(data)), 5)
+        assert chunk, "EOF before the data"
+        data += chunk
+    return data
+
+
+def test_queued_writes_count_in_the_buffer_size_and_go_out_in_order(loop):
+    async def main():
+        transport, _, peer = await accepted_pair(loop, asyncio.Protocol)
+        transport.write(b"one,")
+        transport.write(b"two,")
+        # Queued for the pollers, not sent yet: asyncio counts unsent bytes.
+        assert transport.get_write_buffer_size() == 8
+        transport.write(bytearray(b"three,"))    # not bytes: asyncio's path, after the queue
+        transport.write(b"four")
+        got = await recv_exactly(loop, peer, 18)
+        assert transport.get_write_buffer_size() == 0
+        transport.close()
+        peer.close()
+        return got
+
+    assert loop.run_until_complete(main()) == b"one,two,three,four"
+
+
+def test_flow_control_pauses_and_resumes_writing(loop):
+    """A write past the high-water mark pauses the protocol; it resumes
+    once the peer has read enough, and every byte arrives in order."""
+    events = []
+
+    class Writer(asyncio.Protocol):
+        def pause_writing(self):
+            events.append("pause")
+
+        def resume_writing(self):
+            events.append("resume")
+
+    async def main():
+        transport, _, peer = await accepted_pair(loop, Writer)
+        transport.set_write_buffer_limits(high=64 * 1024)
+        data = bytes(range(256)) * 4096          # 1 MiB, more than the socket takes
+        transport.write(data[:1000])
+        transport.write(data[1000:])
+        assert events == ["pause"]
+        got = await recv_exactly(loop, peer, len(data))
+        for _ in range(100):
+            if "resume" in events:
+                break
+            await asyncio.sleep(0.01)
+        transport.close()
+        peer.close()
+        return got == data
+
+    assert loop.run_until_complete(main())
+    assert events == ["pause", "resume"]
+
+
+def test_pause_reading_holds_what_a_poller_read(loop):
+    """Data a poller read before pause_reading() is delivered after
+    resume_reading(), before anything newer, and nothing while paused."""
+    received = []
+
+    class Pausing(asyncio.Protocol):
+        def connection_made(self, transport):
+            self.transport = transport
+
+        def data_received(self, data):
+            assert self.transport.is_reading()
+            received.append(data)
+            self.transport.pause_reading()
+            loop.call_later(0.005, self.transport.resume_reading)
+
+    async def main():
+        transport, _, peer = await accepted_pair(loop, Pausing)
+        sent = b""
+        for i in range(200):
+            chunk = b"%05d," % i
+            peer.send(chunk)
+            sent += chunk
+            if i % 7 == 0:
+                await asyncio.sleep(0.001)
+        for _ in range(500):
+            if len(b"".join(received)) == len(sent):
+                break
+            await asyncio.sleep(0.01)
+        transport.close()
+        peer.close()
+        return sent
+
+    sent = loop.run_until_complete(main())
+    assert b"".join(received) == sent
+
+
+def test_pause_from_another_callback_keeps_a_read_already_made(loop):
+    """pause_reading() from a callback that runs between the poll and the
+    reader (a read the pollers made is then waiting): nothing is lost or
+    reordered, and nothing arrives while paused."""
+    received = []
+
+    class Collect(asyncio.Protocol):
+        def connection_made(self, transport):
+            self.transport = transport
+
+        def data_received(self, data):
+            assert self.transport.is_reading()
+            received.append(data)
+
+    async def main():
+        transport, _, peer = await accepted_pair(loop, Collect)
+        sent = b""
+        for i in range(600):
+            chunk = b"%05d," % i
+            peer.send(chunk)
+            sent += chunk
+            # Scheduled before the poll that reports the chunk: runs first.
+            loop.call_soon(transport.pause_reading)
+            await asyncio.sleep(0)
+            transport.resume_reading()
+        for _ in range(500):
+            if len(b"".join(received)) == len(sent):
+                break
+            await asyncio.sleep(0.01)
+        transport.close()
+        peer.close()
+        return sent
+
+    sent = loop.run_until_complete(main())
+    assert b"".join(received) == sent
+
+
+def test_buffered_protocol_with_small_buffers(loop):
+    class Small(asyncio.BufferedProtocol):
+        def __init__(self):
+            self.buf = bytearray(7)
+            self.data = bytearray()
+
+        def get_buffer(self, hint):
+            return self.buf
+
+        def buffer_updated(self, n):
+            self.data += self.buf[:n]
+
+    async def main():
+        transport, protocol, peer = await accepted_pair(loop, Small)
+        data = bytes(range(256)) * 100
+        for i in range(0, len(data), 1000):
+            peer.send(data[i:i + 1000])
+            await asyncio.sleep(0)
+        for _ in range(500):
+            if len(protocol.data) == len(data):
+                break
+            await asyncio.sleep(0.01)
+        transport.close()
+        peer.close()
+        return protocol.data == data
+
+    assert loop.run_until_complete(main())
+    assert loop._selector.stats()["io_reads"] > 0
+
+
+def test_close_sends_queued_writes_then_eof(loop):
+    async def main():
+        transport, _, peer = await accepted_pair(loop, asyncio.Protocol)
+        transport.write(b"last words")
+        transport.close()
+        got = b""
+        while True:
+            chunk = await asyncio.wait_for(loop.sock_recv(peer, 100), 5)
+            if not chunk:
+                break
+            got += chunk
+        peer.close()
+        return got
+
+    assert loop.run_until_complete(main()) == b"last words"
+
+
+def test_eof_kept_open_can_still_write(loop):
+    """The peer shuts down its side; a protocol that keeps the transport
+    open answers after eof_received(), as on asyncio."""
+    class Answer(asyncio.Protocol):
+        def connection_made(self, transport):
+            self.transport = transport
+            self.got = b""
+
+        def data_received(self, data):
+            self.got += data
+
+        def eof_received(self):
+            self.transport.write(b"got " + self.got)
+            self.transport.close()
+            return True
+
+    async def main():
+        transport, _, peer = await accepted_pair(loop, Answer)
+        peer.send(b"question")
+        peer.shutdown(socket.SHUT_WR)
+        got = b""
+        while True:
+            chunk = await asyncio.wait_for(loop.sock_recv(peer, 100), 5)
+            if not chunk:
+                break
+            got += chunk
+        peer.close()
+        return got
+
+    assert loop.run_until_complete(main()) == b"got question"
+
+
+def test_peer_reset_is_a_connection_lost_with_the_error(loop):
+    async def main():
+        lost = loop.create_future()
+
+        class Watch(asyncio.Protocol):
+            def connection_lost(self, exc):
+                lost.set_result(exc)
+
+        transport, _, peer = await accepted_pair(loop, Watch)
+        peer.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+        peer.close()
+        transport.write(b"x" * 10)
+        return await asyncio.wait_for(lost, 5)
+
+    exc = loop.run_until_complete(main())
+    # A socketpair has no RST: the reset shows as EOF (None) or as an error
+    # from the send, as on asyncio.
+    assert exc is None or isinstance(exc, OSError)
+
+
+def test_abort_closes_at_once_and_loop_stays_usable(loop):
+    async def main():
+        transport, _, peer = await accepted_pair(loop, asyncio.Protocol)
+        transport.write(b"maybe")
+        transport.abort()
+        assert transport.is_closing()
+        got = b""
+        while True:
+            chunk = await asyncio.wait_for(loop.sock_recv(peer, 100), 5)
+            if not chunk:
+                break
+            got += chunk
+        peer.close()
+        # The loop goes on: a fresh connection echoes.
+        server = await loop.create_server(Echo, "127.0.0.1", 0)
+        await echo_clients(loop, server.sockets[0].getsockname()[1], 2, 5, 100)
+        server.close()
+        await server.wait_closed()
+        return got
+
+    # asyncio's write sends at once where the socket has room, and abort()
+    # drops only what it had to buffer: so the bytes arrive here too.
+    assert loop.run_until_complete(main()) == b"maybe"
