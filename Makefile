@@ -2,7 +2,7 @@
 # standalone, outside the Python extension.  Not part of `pip install`.
 #
 #   make sanitize     tsan + asan
-#   make tsan         ThreadSanitizer: wfcq_stress [+ ep_stress], then
+#   make tsan         ThreadSanitizer: wfcq_stress [+ ep_stress, io_stress], then
 #                     tsan-selfcheck (TSAN must catch a planted race)
 #   make asan         AddressSanitizer + UndefinedBehaviorSanitizer
 #   make clean-sanitize
@@ -46,12 +46,19 @@ EP_ASAN_ARGS ?= 32 5000 1000 2
 EP_TSAN_SUPP := $(abspath cython/selftest/tsan.supp)
 HAVE_EP := $(wildcard $(EP_SRC))
 
-.PHONY: sanitize tsan asan wfcq-tsan wfcq-asan ep-tsan ep-asan tsan-selfcheck clean-sanitize
+# Poller-side I/O stress (real sockets; linked with the core).
+IO_SRC := cython/selftest/io_stress.c
+IO_DEPS := $(IO_SRC) $(EP_CORE) cython/eventpoll_core.h cython/wfcqueue.h cython/selftest/stress_common.h
+# echo_conns pollers values_per_conn victims seconds_cap
+IO_TSAN_ARGS ?= 32 4 40000 16 300
+IO_ASAN_ARGS ?= 32 4 40000 16 300
+
+.PHONY: sanitize tsan asan wfcq-tsan wfcq-asan ep-tsan ep-asan io-tsan io-asan tsan-selfcheck clean-sanitize
 
 sanitize: tsan asan
 
-tsan: wfcq-tsan $(if $(HAVE_EP),ep-tsan) tsan-selfcheck
-asan: wfcq-asan $(if $(HAVE_EP),ep-asan)
+tsan: wfcq-tsan $(if $(HAVE_EP),ep-tsan io-tsan) tsan-selfcheck
+asan: wfcq-asan $(if $(HAVE_EP),ep-asan io-asan)
 
 $(SAN_DIR):
 	mkdir -p $@
@@ -115,6 +122,23 @@ ep-tsan: $(SAN_DIR)/ep_stress.tsan
 	  $(TSAN_LAUNCH) ./$< $(EP_TSAN_ARGS) 1 > $(SAN_DIR)/ep_stress_cwd.tsan.log 2>&1 \
 	  || { cat $(SAN_DIR)/ep_stress_cwd.tsan.log; echo "ep-tsan (close without del): FAILED"; exit 1; }
 	@tail -n 1 $(SAN_DIR)/ep_stress_cwd.tsan.log
+
+$(SAN_DIR)/io_stress.tsan: $(IO_DEPS) | $(SAN_DIR)
+	$(CC) $(SAN_CFLAGS) $(TSAN_FLAGS) -DIO_STRESS_MAIN $(IO_SRC) $(EP_CORE) -o $@
+
+$(SAN_DIR)/io_stress.asan: $(IO_DEPS) | $(SAN_DIR)
+	$(CC) $(SAN_CFLAGS) $(ASAN_FLAGS) -DIO_STRESS_MAIN $(IO_SRC) $(EP_CORE) -o $@
+
+io-tsan: $(SAN_DIR)/io_stress.tsan
+	TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 suppressions=$(EP_TSAN_SUPP) $(TSAN_OPTIONS)" \
+	  $(TSAN_LAUNCH) ./$< $(IO_TSAN_ARGS) > $(SAN_DIR)/io_stress.tsan.log 2>&1 \
+	  || { cat $(SAN_DIR)/io_stress.tsan.log; echo "io-tsan: FAILED"; exit 1; }
+	@tail -n 1 $(SAN_DIR)/io_stress.tsan.log
+
+io-asan: $(SAN_DIR)/io_stress.asan
+	$(ASAN_ENV) ./$< $(IO_ASAN_ARGS) > $(SAN_DIR)/io_stress.asan.log 2>&1 \
+	  || { cat $(SAN_DIR)/io_stress.asan.log; echo "io-asan: FAILED"; exit 1; }
+	@tail -n 1 $(SAN_DIR)/io_stress.asan.log
 
 ep-asan: $(SAN_DIR)/ep_stress.asan
 	$(ASAN_ENV) ./$< $(EP_ASAN_ARGS) > $(SAN_DIR)/ep_stress.asan.log 2>&1 \

@@ -7,7 +7,7 @@ released and returns a dict of counters; the tests assert on them.
 
 import os
 
-from libc.stdint cimport int64_t, uint64_t
+from libc.stdint cimport int64_t, uint32_t, uint64_t
 from libc.string cimport strerror
 
 
@@ -327,3 +327,47 @@ def eventpoll_stress(*, int pollers=2, mode="lt", ready_list="wfcqueue",
     out["seed"] = cfg.seed
     out["violation_names"] = eventpoll_violation_names(res.violations)
     return out
+
+
+# ---------------------------------------------------------------------------
+# Poller-side I/O: cython/selftest/io_stress.c
+# ---------------------------------------------------------------------------
+
+cdef extern from "selftest/io_stress.c" nogil:
+    cdef struct io_stress_result:
+        int64_t values
+        int64_t corrupt
+        int64_t lost
+        int64_t foreign
+        int64_t pauses
+        int64_t settled_writes
+        int64_t victim_cycles
+        int64_t io_reads
+        int64_t io_flushes
+        int64_t io_handbacks
+        int violations
+        double seconds
+
+    int io_stress_run(int nconns, int npollers, uint32_t values, int nvictims, double cap,
+                      io_stress_result *res)
+
+
+def io_stress(*, int conns=16, int pollers=4, int values=5000, int victims=8,
+              double seconds_cap=60.0):
+    """Run the poller-side I/O harness (echo connections with pause/resume
+    storms, victim connections closed and reopened under the pollers) and
+    return its counters."""
+    cdef io_stress_result res
+    cdef int r
+    with nogil:
+        r = io_stress_run(conns, pollers, <uint32_t>values, victims, seconds_cap, &res)
+    if r < 0:
+        raise OSError(-r, strerror(-r).decode())
+    return {
+        "values": res.values, "corrupt": res.corrupt, "lost": res.lost,
+        "foreign": res.foreign, "pauses": res.pauses,
+        "settled_writes": res.settled_writes, "victim_cycles": res.victim_cycles,
+        "io_reads": res.io_reads, "io_flushes": res.io_flushes,
+        "io_handbacks": res.io_handbacks, "violations": res.violations,
+        "seconds": res.seconds,
+    }
