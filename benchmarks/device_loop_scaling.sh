@@ -77,7 +77,7 @@ run() {
     threads=${CLIENT_THREADS:-$(( cpus / 4 ))}
     [ "$threads" -lt 2 ] && threads=2
     [ "$threads" -gt 4 ] && threads=4
-    servers=${SERVERS:-wfcloop-p0,wfcloop-p1-pinned,wfcloop-p2-pinned,wfcloop-p4-pinned,wfcloop-p6-pinned,wfcloop-p8-pinned,wfcloop-p2,wfcloop-p8,uvloop,c-server}
+    servers=${SERVERS:-wfcloop-p0,wfcloop-p1-pinned,wfcloop-p2-pinned,wfcloop-p4-pinned,wfcloop-p8-pinned,wfcloop-p2-pinned-io,wfcloop-p4-pinned-io,wfcloop-p8-pinned-io,wfcloop-p8-io,wfcloop-p2,wfcloop-p8,uvloop,c-server}
     echo "[device_loop_scaling] client threads $threads; servers $servers"
     timeout --signal=INT --kill-after=10 "${BUDGET_S:-360}" \
         "$py" benchmarks/echo_bench.py --no-build \

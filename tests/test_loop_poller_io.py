@@ -98,7 +98,7 @@ def test_inline_mode_has_no_poller_io(no_leaks):
         loop.close()
 
 
-@pytest.mark.parametrize("value, expected", [("0", False), ("1", True), ("", True)])
+@pytest.mark.parametrize("value, expected", [("0", False), ("1", True), ("", False)])
 def test_wfcloop_poller_io_environment(monkeypatch, value, expected, no_leaks):
     monkeypatch.setenv("WFCLOOP_POLLER_IO", value)
     assert wfcloop.default_poller_io() is expected
