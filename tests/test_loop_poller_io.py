@@ -128,6 +128,15 @@ async def recv_exactly(loop, sock, n):
     return data
 
 
+async def recv_until_eof(loop, sock):
+    data = b""
+    while True:
+        chunk = await asyncio.wait_for(loop.sock_recv(sock, 100), 5)
+        if not chunk:
+            return data
+        data += chunk
+
+
 def test_queued_writes_count_in_the_buffer_size_and_go_out_in_order(loop):
     async def main():
         transport, _, peer = await accepted_pair(loop, asyncio.Protocol)
@@ -286,12 +295,7 @@ def test_close_sends_queued_writes_then_eof(loop):
         transport, _, peer = await accepted_pair(loop, asyncio.Protocol)
         transport.write(b"last words")
         transport.close()
-        got = b""
-        while True:
-            chunk = await asyncio.wait_for(loop.sock_recv(peer, 100), 5)
-            if not chunk:
-                break
-            got += chunk
+        got = await recv_until_eof(loop, peer)
         peer.close()
         return got
 
@@ -318,12 +322,7 @@ def test_eof_kept_open_can_still_write(loop):
         transport, _, peer = await accepted_pair(loop, Answer)
         peer.send(b"question")
         peer.shutdown(socket.SHUT_WR)
-        got = b""
-        while True:
-            chunk = await asyncio.wait_for(loop.sock_recv(peer, 100), 5)
-            if not chunk:
-                break
-            got += chunk
+        got = await recv_until_eof(loop, peer)
         peer.close()
         return got
 
@@ -356,12 +355,7 @@ def test_abort_closes_at_once_and_loop_stays_usable(loop):
         transport.write(b"maybe")
         transport.abort()
         assert transport.is_closing()
-        got = b""
-        while True:
-            chunk = await asyncio.wait_for(loop.sock_recv(peer, 100), 5)
-            if not chunk:
-                break
-            got += chunk
+        got = await recv_until_eof(loop, peer)
         peer.close()
         # The loop goes on: a fresh connection echoes.
         server = await loop.create_server(Echo, "127.0.0.1", 0)

@@ -1425,6 +1425,33 @@ cdef ssize_t recv_ready(transport, int fd, void *buf, size_t size) except -2:
     return -1
 
 
+cdef int get_protocol_buffer(transport, Py_ssize_t hint, Py_buffer *view) except -1:
+    """A BufferedProtocol's get_buffer(hint), writable, in *view (the
+    caller releases it): 1; or 0 once the failure is reported as asyncio's
+    transport reports it."""
+    try:
+        buf = transport._protocol.get_buffer(hint)
+        if not len(buf):
+            raise RuntimeError('get_buffer() returned an empty buffer')
+    except (SystemExit, KeyboardInterrupt):
+        raise
+    except BaseException as exc:
+        transport._fatal_error(
+            exc, 'Fatal error: protocol.get_buffer() call failed.')
+        return 0
+    try:
+        PyObject_GetBuffer(buf, view, PyBUF_WRITABLE)
+    except BaseException:
+        # Not a writable buffer: socket.recv_into() says so in its words
+        # (and reads nothing).
+        try:
+            transport._sock.recv_into(buf)
+        except BaseException as exc:
+            transport._fatal_error(exc, 'Fatal read error on socket transport')
+        return 0
+    return 1
+
+
 cdef object super_write = selector_events._SelectorSocketTransport.write
 cdef object BufferedProtocol = asyncio.BufferedProtocol
 
@@ -1554,24 +1581,7 @@ class SocketTransport(selector_events._SelectorSocketTransport):
             return
         if self._wfc_io is not None and io_read_taken(self):
             return
-        try:
-            buf = self._protocol.get_buffer(-1)
-            if not len(buf):
-                raise RuntimeError('get_buffer() returned an empty buffer')
-        except (SystemExit, KeyboardInterrupt):
-            raise
-        except BaseException as exc:
-            self._fatal_error(
-                exc, 'Fatal error: protocol.get_buffer() call failed.')
-            return
-        try:
-            PyObject_GetBuffer(buf, &view, PyBUF_WRITABLE)
-        except BaseException:
-            # Not a writable buffer: socket.recv_into() says so in its words.
-            try:
-                self._sock.recv_into(buf)
-            except BaseException as exc:
-                self._fatal_error(exc, 'Fatal read error on socket transport')
+        if not get_protocol_buffer(self, -1, &view):
             return
         try:
             n = recv_ready(self, self._sock_fd, view.buf, view.len)
@@ -1773,25 +1783,7 @@ cdef feed_buffered(transport, bytes data):
                 transport._wfc_held = []
             transport._wfc_held.insert(0, data[offset:])
             return
-        try:
-            buf = protocol.get_buffer(size - offset)
-            if not len(buf):
-                raise RuntimeError('get_buffer() returned an empty buffer')
-        except (SystemExit, KeyboardInterrupt):
-            raise
-        except BaseException as exc:
-            transport._fatal_error(
-                exc, 'Fatal error: protocol.get_buffer() call failed.')
-            return
-        try:
-            PyObject_GetBuffer(buf, &view, PyBUF_WRITABLE)
-        except BaseException:
-            # Not a writable buffer: the error the transport's own read
-            # reports, from socket.recv_into() (which reads nothing then).
-            try:
-                transport._sock.recv_into(buf)
-            except BaseException as exc:
-                transport._fatal_error(exc, 'Fatal read error on socket transport')
+        if not get_protocol_buffer(transport, size - offset, &view):
             return
         n = min(view.len, size - offset)
         memcpy(view.buf, PyBytes_AS_STRING(data) + offset, n)
