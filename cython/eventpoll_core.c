@@ -244,6 +244,10 @@ struct wfc_item {
     uint32_t idx;              /* this slot's index; constant */
     uint8_t rearm_pending;     /* in rearm_vec and not re-armed yet */
     uint8_t k_oneshot;         /* level-triggered, armed with our EPOLLONESHOT */
+    uint8_t hb_deferred;       /* its hand-back was kept back one wait */
+    uint8_t rearm_due;         /* delivered since its last arm (k_oneshot): the
+                                * kernel item is disarmed.  A hand-back of an
+                                * item without it sends only, no re-arm. */
     int out_index;             /* where the wait with stamp out_stamp put it */
     uint64_t out_stamp;
     /* Poller-side I/O (POLLER-SIDE I/O).  Owned by whoever holds the item
@@ -284,7 +288,11 @@ struct wfc_ep {
     int stop_efd;              /* in kfd, level-triggered: written once at shutdown */
     int wake_efd;              /* consumer's sleep; written by pollers */
     int park_efd;              /* in kfd, level-triggered: readable while pollers must park */
-    int handback_efd;          /* in kfd, EPOLLONESHOT: the hand-back list is not empty */
+    /* In kfd, EPOLLONESHOT: the hand-back list is not empty.  Made once, by
+     * open_handback, before any hand-back; relaxed atomic: the kernel's
+     * event is what tells a poller to read it, the atomic only keeps the
+     * read and the one write from being a data race. */
+    _Atomic int handback_efd;
     int npollers;
     int ready_kind;
     struct poller *pollers;
@@ -330,6 +338,14 @@ struct wfc_ep {
     pthread_mutex_t handback_lock;
     struct wfc_item *handback;
     _Atomic uint64_t io_reads, io_flushes, io_handbacks;
+    /* Items with W_RFULL.  Raised by the BUSY owner before its release CAS
+     * publishes W_RFULL, lowered once W_RFULL is cleared: a consumer that
+     * learned of a read through the word (acquire) sees it counted, so it
+     * may skip wfc_ep_io_take_read's lock when this reads 0. */
+    _Atomic int64_t reads_held;
+    /* Set once an item gets W_IO: in phase POLLERS the consumer then leaves
+     * the kernel to the pollers (settle, wfc_ep_wait).  Relaxed: a hint. */
+    _Atomic int io_mode;
 
     struct harvest_stats inline_stats;
     _Atomic uint64_t sleeps, splices, delivered, rearms, reaped, registered;
@@ -449,6 +465,11 @@ static inline bool level_triggered(uint32_t mask)
     return !(mask & (EPOLLET | EPOLLONESHOT));
 }
 
+static inline bool io_mode(wfc_ep *ep)
+{
+    return atomic_load_explicit(&ep->io_mode, memory_order_relaxed);
+}
+
 /* Consumer or ctl_lock held: whether poller threads read the kernel now. */
 static inline bool pollers_active(const wfc_ep *ep)
 {
@@ -481,7 +502,7 @@ static inline bool rearmed_after_delivery(const struct wfc_item *item)
 }
 
 static uint64_t wait_not_busy(wfc_ep *ep, struct wfc_item *item);
-static void io_release(struct wfc_item *item, uint64_t w);
+static void io_release(wfc_ep *ep, struct wfc_item *item, uint64_t w);
 
 /*
  * ctl_lock held.  Take a registration out of service: IDLE -> FREE
@@ -518,7 +539,7 @@ static void retire_item(wfc_ep *ep, uint32_t idx, struct wfc_item *item)
     }
     item->rearm_pending = 0;
     /* Not BUSY, and out of service: no poller touches the buffers now. */
-    io_release(item, w);
+    io_release(ep, item, w);
     if (st == ST_IDLE) {
         item->fd = -1;
         ep->free_stack[ep->nfree++] = idx;
@@ -722,6 +743,10 @@ static bool finish_busy(wfc_ep *ep, struct wfc_item *item, bool received, char *
         flags |= W_RFULL;
     if (item->flight.sent < item->flight.len || item->flight.err != 0)
         flags |= W_WROTE;
+    if (flags & W_RFULL) {
+        /* Relaxed: the release CAS below orders it before W_RFULL. */
+        atomic_fetch_add_explicit(&ep->reads_held, 1, memory_order_relaxed);
+    }
     for (;;) {
         uint64_t nw = w | flags;
         report = w_events(nw) != 0 || (nw & (W_MORE | W_WROTE));
@@ -756,6 +781,8 @@ static void flush_item(wfc_ep *ep, struct wfc_item *item)
     uint64_t w = atomic_load_explicit(&item->word, memory_order_relaxed);
     struct epoll_event ev;
 
+    bool rearm = item->rearm_due;
+
     while (o->sent < o->len && o->err == 0) {
         ssize_t n = send(item->fd, o->buf + o->sent, o->len - o->sent,
                          MSG_DONTWAIT | MSG_NOSIGNAL);
@@ -771,10 +798,14 @@ static void flush_item(wfc_ep *ep, struct wfc_item *item)
     }
     if (o->sent == o->len)
         o->len = o->sent = 0;
+    STAT_ADD(ep->io_flushes, 1);
+    if (!rearm)
+        return;   /* still armed: only output was queued */
+    item->rearm_due = 0;
     ev.events = item->k_oneshot ? item->mask | EPOLLONESHOT : item->mask;
     ev.data.u64 = make_tag(item->idx, w_gen(w));
     epoll_ctl(ep->kfd, EPOLL_CTL_MOD, item->fd, &ev);
-    STAT_ADD(ep->io_flushes, 1);
+    STAT_ADD(ep->rearms, 1);
 }
 
 /* Any thread owning the items of `list` (BUSY, handed back): flush and
@@ -822,7 +853,8 @@ static void push_handback(wfc_ep *ep, struct wfc_item *first, struct wfc_item *l
     STAT_ADD(ep->io_handbacks, 1);
     if (was_empty) {
         uint64_t one = 1;
-        ssize_t r = write(ep->handback_efd, &one, sizeof(one));
+        ssize_t r = write(atomic_load_explicit(&ep->handback_efd, memory_order_relaxed),
+                          &one, sizeof(one));
         (void)r;
     }
 }
@@ -836,12 +868,13 @@ static void poller_handback_as(wfc_ep *ep, char *rx, struct harvest_stats *st)
 {
     uint64_t count;
     struct epoll_event ev = {EPOLLIN | EPOLLONESHOT, {.u64 = TAG_HANDBACK}};
-    ssize_t r = read(ep->handback_efd, &count, sizeof(count));
+    int efd = atomic_load_explicit(&ep->handback_efd, memory_order_relaxed);
+    ssize_t r = read(efd, &count, sizeof(count));
     struct wfc_item *list;
 
     (void)r;
     list = take_handback(ep);
-    epoll_ctl(ep->kfd, EPOLL_CTL_MOD, ep->handback_efd, &ev);
+    epoll_ctl(ep->kfd, EPOLL_CTL_MOD, efd, &ev);
     run_handback(ep, list, rx, st);
 }
 
@@ -877,10 +910,12 @@ static uint64_t wait_not_busy(wfc_ep *ep, struct wfc_item *item)
 
 /* ctl_lock held, item not BUSY and out of service (`w`: its last word):
  * free what poller-side I/O holds for it. */
-static void io_release(struct wfc_item *item, uint64_t w)
+static void io_release(wfc_ep *ep, struct wfc_item *item, uint64_t w)
 {
-    if (w & W_RFULL)
+    if (w & W_RFULL) {
         free(item->rbuf);
+        atomic_fetch_sub_explicit(&ep->reads_held, 1, memory_order_relaxed);
+    }
     item->rbuf = NULL;
     item->rlen = 0;
     free(item->flight.buf);
@@ -960,7 +995,7 @@ static void *poller_main(void *arg)
         if (atomic_load_explicit(&ep->closing, memory_order_acquire))
             break;
         n = epoll_wait(ep->kfd, evs, POLLER_BATCH, -1);
-        bool stop = false, found_empty = false;
+        bool stop = false, found_empty = false, handback = false;
 
         if (n < 0) {
             if (errno == EINTR)
@@ -980,7 +1015,7 @@ static void *poller_main(void *arg)
             if (evs[i].data.u64 == TAG_PARK)
                 continue;   /* parks at the top of the loop, after this batch */
             if (evs[i].data.u64 == TAG_HANDBACK) {
-                poller_handback_as(ep, p->rx, &p->stats);
+                handback = true;   /* after this batch: it is not in flight */
                 continue;
             }
             bool receive = false;
@@ -1006,6 +1041,10 @@ static void *poller_main(void *arg)
         /* One wake-up per batch, only on the empty -> non-empty edge. */
         if (found_empty)
             wake_consumer_if_sleeping(ep, &p->stats);
+        /* Sends and re-arms: outside in_flight, which a settling consumer
+         * waits out (they append only what a new event brings). */
+        if (handback)
+            poller_handback_as(ep, p->rx, &p->stats);
         if (stop || atomic_load_explicit(&ep->closing, memory_order_acquire))
             break;
     }
@@ -1101,6 +1140,7 @@ static void schedule_rearm(wfc_ep *ep, uint32_t idx, struct wfc_item *item, uint
             /* No room to defer it: re-arm now (still after IDLE). */
             struct epoll_event ev = {arm_mask(ep, item), {.u64 = make_tag(idx, gen)}};
             epoll_ctl(ep->kfd, EPOLL_CTL_MOD, item->fd, &ev);
+            item->rearm_due = 0;
             STAT_ADD(ep->rearms, 1);
             return;
         }
@@ -1120,9 +1160,10 @@ static void unmap_if(wfc_ep *ep, int fd, uint32_t idx)
 
 /* ctl_lock held.  Re-arm the level-triggered items delivered by the
  * previous wait: the kernel re-checks their level now. */
-static void rearm_delivered(wfc_ep *ep)
+static void rearm_delivered(wfc_ep *ep, bool may_defer)
 {
     struct wfc_item *hb_first = NULL, *hb_last = NULL;
+    size_t kept = 0;
 
     for (size_t i = 0; i < ep->nrearm; i++) {
         uint64_t tag = ep->rearm_vec[i];
@@ -1143,6 +1184,18 @@ static void rearm_delivered(wfc_ep *ep)
          * turn into a no-op, leaving the fd deaf for good.  (A READY or
          * BUSY item with W_IO comes back the same way: delivered, or
          * reported by its owner's W_MORE.) */
+        if (may_defer && (w & W_IO) && w_state(w) == ST_IDLE && pollers_active(ep)
+                && !item->hb_deferred && item->outq.len == 0 && item->flight.len == 0) {
+            /* A hand-back with nothing to send, in a wait that will not
+             * block (callbacks are pending, as when a stream's reader task
+             * was woken and will write in the next iteration): keep it
+             * one wait, so that the re-arm and that output go in one
+             * hand-back instead of two.  Only once: then it goes. */
+            item->hb_deferred = 1;
+            ep->rearm_vec[kept++] = tag;
+            continue;
+        }
+        item->hb_deferred = 0;
         item->rearm_pending = 0;
         if (w_state(w) != ST_IDLE)
             continue;
@@ -1171,6 +1224,7 @@ static void rearm_delivered(wfc_ep *ep)
         }
         struct epoll_event ev = {arm_mask(ep, item), {.u64 = tag}};
         STAT_ADD(ep->rearms, 1);
+        item->rearm_due = 0;
         if (epoll_ctl(ep->kfd, EPOLL_CTL_MOD, item->fd, &ev) < 0) {
             /* The fd was closed (the kernel dropped it) or its number now
              * names a file that is not registered: the registration is
@@ -1180,7 +1234,7 @@ static void rearm_delivered(wfc_ep *ep)
             unmap_if(ep, fd, idx);
         }
     }
-    ep->nrearm = 0;
+    ep->nrearm = kept;
     if (hb_first != NULL)
         push_handback(ep, hb_first, hb_last);
 }
@@ -1226,6 +1280,8 @@ static int deliver(wfc_ep *ep, wfc_event *out, int n, int maxevents, uint64_t st
                                      w_make(w_gen(w), 0, ST_IDLE) | (w & (W_IO | W_RFULL)),
                                      memory_order_acq_rel);
         revents = w_events(w) & (item->mask | EPOLLERR | EPOLLHUP) & WFC_EVENT_BITS;
+        if (rearmed_after_delivery(item))
+            item->rearm_due = 1;
         if (rearmed_after_delivery(item) || (w & W_MORE)
             || (revents == 0 && (item->mask & EPOLLONESHOT)))
             schedule_rearm(ep, idx, item, w_gen(w));
@@ -1302,7 +1358,10 @@ static int sleep_on_ready_list(wfc_ep *ep, int timeout_ms)
  */
 static void settle(wfc_ep *ep)
 {
-    harvest_inline(ep, 0);
+    /* With poller-side I/O the pollers' own look beats ours: an event we
+     * took would be read on this thread, which is what they are for. */
+    if (!io_mode(ep))
+        harvest_inline(ep, 0);
     for (unsigned i = 0; i < 256; i++) {
         /* Acquire: pairs with the pollers' release decrement. */
         if (atomic_load_explicit(&ep->in_flight, memory_order_acquire) == 0)
@@ -1377,6 +1436,7 @@ static void unpark_pollers(wfc_ep *ep)
         ev.events = arm_mask(ep, item);
         ev.data.u64 = make_tag(idx, w_gen(atomic_load_explicit(&item->word, memory_order_relaxed)));
         STAT_ADD(ep->rearms, 1);
+        item->rearm_due = 0;
         if (epoll_ctl(ep->kfd, EPOLL_CTL_MOD, item->fd, &ev) < 0) {
             /* Closed behind our back: gone, as from a kernel epoll. */
             int fd = item->fd;
@@ -1584,7 +1644,7 @@ int wfc_ep_wait(wfc_ep *ep, wfc_event *out, int maxevents, int timeout_ms)
         adapt_phase(ep);
     pthread_mutex_lock(&ep->ctl_lock);
     stamp = ++ep->wait_stamp;
-    rearm_delivered(ep);
+    rearm_delivered(ep, timeout_ms == 0);
     pthread_mutex_unlock(&ep->ctl_lock);
 
     for (;;) {
@@ -1622,7 +1682,7 @@ int wfc_ep_wait(wfc_ep *ep, wfc_event *out, int maxevents, int timeout_ms)
                 return deliver_locked(ep, out, 0, maxevents, stamp);
             continue;
         }
-        r = harvest_inline(ep, 0);
+        r = io_mode(ep) ? 0 : harvest_inline(ep, 0);
         if (r < 0)
             return r;
         if (wait_ms == 0) {
@@ -1632,6 +1692,15 @@ int wfc_ep_wait(wfc_ep *ep, wfc_event *out, int maxevents, int timeout_ms)
         }
         if (r > 0)
             continue;
+        /* Hand-backs that this call's deliveries scheduled without giving
+         * the caller an event (an owner's W_MORE report: output queued
+         * while BUSY) go now, before we block: nothing else would send
+         * them until our next call.  Re-arming here is safe for the
+         * others too: none of them reached the caller. */
+        pthread_mutex_lock(&ep->ctl_lock);
+        if (ep->nrearm > 0)
+            rearm_delivered(ep, false);
+        pthread_mutex_unlock(&ep->ctl_lock);
         r = sleep_on_ready_list(ep, wait_ms);
         if (r < 0)
             return r;
@@ -1675,6 +1744,8 @@ int wfc_ep_add(wfc_ep *ep, int fd, uint32_t events, uint64_t data)
     item->mask = events;
     item->data = data;
     item->rearm_pending = 0;
+    item->rearm_due = 0;
+    item->hb_deferred = 0;
     item->out_stamp = 0;   /* a new registration was in no earlier wait's out[] */
     ev.events = arm_mask(ep, item);
     /* Release: IDLE before the kernel knows the tag, so the very first
@@ -1753,6 +1824,8 @@ int wfc_ep_mod(wfc_ep *ep, int fd, uint32_t events, uint64_t data)
     item->mask = events;
     item->data = data;
     item->rearm_pending = 0;
+    item->rearm_due = 0;
+    item->hb_deferred = 0;
     item->k_oneshot = k_oneshot;
     if (!level_triggered(events)) {
         /* Poller-side I/O is for level-triggered registrations only. */
@@ -1801,7 +1874,8 @@ int wfc_ep_create(wfc_ep **out, int npollers, int kfd, int ready_list_kind)
     if (posix_memalign((void **)&ep, WFCQ_CACHE_LINE, sizeof(*ep)) != 0)
         return -ENOMEM;
     memset(ep, 0, sizeof(*ep));
-    ep->kfd = ep->stop_efd = ep->wake_efd = ep->park_efd = ep->handback_efd = -1;
+    ep->kfd = ep->stop_efd = ep->wake_efd = ep->park_efd = -1;
+    atomic_init(&ep->handback_efd, -1);
     ep->npollers = npollers;
     ep->ready_kind = ready_list_kind;
     ep->snapshot = 1;
@@ -1827,19 +1901,15 @@ int wfc_ep_create(wfc_ep **out, int npollers, int kfd, int ready_list_kind)
     ep->stop_efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     ep->wake_efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     ep->park_efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    ep->handback_efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    if (ep->stop_efd < 0 || ep->wake_efd < 0 || ep->park_efd < 0 || ep->handback_efd < 0) {
+    if (ep->stop_efd < 0 || ep->wake_efd < 0 || ep->park_efd < 0) {
         err = errno;
         goto fail;
     }
     {
         struct epoll_event ev = {EPOLLIN, {.u64 = TAG_STOP}};
         struct epoll_event park = {EPOLLIN, {.u64 = TAG_PARK}};
-        /* EPOLLONESHOT: one poller per hand-back batch (poller_handback_as). */
-        struct epoll_event handback = {EPOLLIN | EPOLLONESHOT, {.u64 = TAG_HANDBACK}};
         if (epoll_ctl(ep->kfd, EPOLL_CTL_ADD, ep->stop_efd, &ev) < 0
-            || epoll_ctl(ep->kfd, EPOLL_CTL_ADD, ep->park_efd, &park) < 0
-            || epoll_ctl(ep->kfd, EPOLL_CTL_ADD, ep->handback_efd, &handback) < 0) {
+            || epoll_ctl(ep->kfd, EPOLL_CTL_ADD, ep->park_efd, &park) < 0) {
             err = errno;
             goto fail;
         }
@@ -1945,8 +2015,8 @@ void wfc_ep_destroy(wfc_ep *ep, int in_forked_child)
         close(ep->wake_efd);
     if (ep->park_efd >= 0)
         close(ep->park_efd);
-    if (ep->handback_efd >= 0)
-        close(ep->handback_efd);
+    if (atomic_load_explicit(&ep->handback_efd, memory_order_relaxed) >= 0)
+        close(atomic_load_explicit(&ep->handback_efd, memory_order_relaxed));
     if (ep->kfd >= 0)
         close(ep->kfd);
     for (uint32_t c = 0; c < MAX_CHUNKS; c++) {
@@ -1955,7 +2025,7 @@ void wfc_ep_destroy(wfc_ep *ep, int in_forked_child)
         if (chunk == NULL)
             break;
         for (uint32_t i = 0; i < CHUNK_SIZE; i++)
-            io_release(&chunk[i], atomic_load_explicit(&chunk[i].word, memory_order_relaxed));
+            io_release(ep, &chunk[i], atomic_load_explicit(&chunk[i].word, memory_order_relaxed));
         free(chunk);
     }
     free(ep->pollers);
@@ -2016,6 +2086,27 @@ static struct wfc_item *item_for_fd(wfc_ep *ep, int fd)
     return idx < 0 ? NULL : slot_lookup(ep, (uint32_t)idx);
 }
 
+/* ctl_lock held: the hand-back eventfd, made when poller-side I/O is
+ * first turned on (an eventpoll without it has one fd fewer).  The release
+ * of ctl_lock and the W_IO CAS publish it before any hand-back is pushed;
+ * pollers learn of it only through its events. */
+static int open_handback(wfc_ep *ep)
+{
+    /* EPOLLONESHOT: one poller per hand-back batch (poller_handback_as). */
+    struct epoll_event ev = {EPOLLIN | EPOLLONESHOT, {.u64 = TAG_HANDBACK}};
+    int efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (efd < 0)
+        return -errno;
+    atomic_store_explicit(&ep->handback_efd, efd, memory_order_relaxed);
+    if (epoll_ctl(ep->kfd, EPOLL_CTL_ADD, efd, &ev) < 0) {
+        int err = errno;
+        atomic_store_explicit(&ep->handback_efd, -1, memory_order_relaxed);
+        close(efd);
+        return -err;
+    }
+    return 0;
+}
+
 int wfc_ep_io_enable(wfc_ep *ep, int fd)
 {
     struct wfc_item *item;
@@ -2028,6 +2119,9 @@ int wfc_ep_io_enable(wfc_ep *ep, int fd)
         r = -ENOENT;
     } else if (!level_triggered(item->mask)) {
         r = -EINVAL;
+    } else if (atomic_load_explicit(&ep->handback_efd, memory_order_relaxed) < 0
+               && (r = open_handback(ep)) < 0) {
+        ;   /* no hand-back, no poller-side I/O: the consumer does the I/O */
     } else {
         /* Release: the (empty) buffers are seen by the poller whose
          * acquire CAS sees W_IO.  A CAS loop: pollers OR bits in. */
@@ -2035,6 +2129,7 @@ int wfc_ep_io_enable(wfc_ep *ep, int fd)
         while (!(w & W_IO) && !atomic_compare_exchange_weak_explicit(
                    &item->word, &w, w | W_IO, memory_order_release, memory_order_relaxed))
             ;
+        atomic_store_explicit(&ep->io_mode, 1, memory_order_relaxed);
     }
     pthread_mutex_unlock(&ep->ctl_lock);
     return r;
@@ -2058,6 +2153,12 @@ int wfc_ep_io_disable(wfc_ep *ep, int fd)
     }
     pthread_mutex_unlock(&ep->ctl_lock);
     return item != NULL ? 0 : -ENOENT;
+}
+
+int wfc_ep_io_reads_held(wfc_ep *ep)
+{
+    /* Relaxed: see reads_held. */
+    return atomic_load_explicit(&ep->reads_held, memory_order_relaxed) > 0;
 }
 
 int wfc_ep_io_writes(const wfc_ep *ep)
@@ -2088,6 +2189,7 @@ int wfc_ep_io_take_read(wfc_ep *ep, int fd, char **buf, ssize_t *len)
                 *buf = b;
                 *len = n;
                 taken = 1;
+                atomic_fetch_sub_explicit(&ep->reads_held, 1, memory_order_relaxed);
                 break;
             }
         }

@@ -165,6 +165,11 @@ int wfc_ep_io_disable(wfc_ep *ep, int fd);
 /* Whether output queued now is sent by pollers (phase POLLERS). */
 int wfc_ep_io_writes(const wfc_ep *ep);
 
+/* Whether any item holds a read not taken yet.  A consumer that learned
+ * of a read through an event sees it counted; 0 lets it skip
+ * wfc_ep_io_take_read() (whose lock it would otherwise pay per read). */
+int wfc_ep_io_reads_held(wfc_ep *ep);
+
 /* Take the read a poller made for fd, if any: returns 1 with *buf (malloc,
  * the caller frees; NULL unless *len > 0) and *len (bytes, 0 for end of
  * file, -errno), 0 if none. */

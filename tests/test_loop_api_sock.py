@@ -208,6 +208,29 @@ def test_fd_reuse_after_a_cancelled_sock_recv_in_the_same_iteration(no_leaks):
     assert_all(run_on_each(scenario), expected)
 
 
+def test_sock_recv_cancelled_after_its_reader_was_removed(no_leaks):
+    """remove_reader() on a socket a sock_recv waits on cancels its reader
+    handle; cancelling the sock_recv afterwards is quiet (no error in a
+    done callback), and the socket still works, as on asyncio."""
+    async def scenario():
+        loop = asyncio.get_running_loop()
+        errors = []
+        loop.set_exception_handler(lambda lp, ctx: errors.append(ctx.get("message")))
+        a, b = _nonblocking(*socket.socketpair())
+        recv = asyncio.ensure_future(loop.sock_recv(a, 100))
+        await asyncio.sleep(0.001)
+        removed = loop.remove_reader(a.fileno())
+        recv.cancel()
+        await asyncio.sleep(0.001)
+        b.send(b"after")
+        got = await asyncio.wait_for(loop.sock_recv(a, 100), 5)
+        a.close()
+        b.close()
+        return [removed, recv.cancelled(), got, errors]
+
+    assert_all(run_on_each(scenario), [True, True, b"after", []])
+
+
 def test_fd_reuse_inside_a_reader_callback(no_leaks):
     # The same, with add_reader: in the reader's own callback remove it,
     # close the socket, open one that reuses the fd and watch that one.

@@ -29,11 +29,30 @@ def loop(no_leaks):
 
 
 class Echo(asyncio.Protocol):
+    open_connections = 0
+
     def connection_made(self, transport):
         self.transport = transport
+        Echo.open_connections += 1
 
     def data_received(self, data):
         self.transport.write(data)
+
+    def connection_lost(self, exc):
+        Echo.open_connections -= 1
+
+
+async def close_server(server):
+    """Close server and wait until its connections have closed too (their
+    clients' EOF arrives through the pollers, an iteration or two later),
+    so that no socket is left for the fd leak check."""
+    server.close()
+    await server.wait_closed()
+    for _ in range(500):
+        if Echo.open_connections == 0:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"{Echo.open_connections} server connections still open")
 
 
 def payload(i, size):
@@ -63,13 +82,47 @@ def test_echo_exact_with_poller_io(loop, size):
         server = await loop.create_server(Echo, "127.0.0.1", 0)
         port = server.sockets[0].getsockname()[1]
         crcs = await echo_clients(loop, port, 8, 30 if size < 100_000 else 4, size)
-        server.close()
-        await server.wait_closed()
+        await close_server(server)
         return crcs
 
     assert len(loop.run_until_complete(main())) == 8
     stats = loop._selector.stats()
     assert stats["io_reads"] > 0 and stats["io_flushes"] > 0 and stats["io_handbacks"] > 0
+
+
+def test_stream_ping_pong_alone_never_stalls(loop):
+    """One connection, streams on both ends, in one loop: the writes come
+    an iteration after the reads (the reader task runs then), often while
+    a poller still holds the item for its re-arm, and nothing else wakes
+    the loop.  Each round trip must complete without a timeout."""
+    lost = loop.create_future()
+
+    class StreamEcho(asyncio.Protocol):
+        def connection_made(self, transport):
+            self.transport = transport
+
+        def data_received(self, data):
+            loop.call_soon(self.transport.write, data)   # a write one step later
+
+        def connection_lost(self, exc):
+            lost.set_result(exc)
+
+    async def main():
+        server = await loop.create_server(StreamEcho, "127.0.0.1", 0)
+        reader, writer = await asyncio.open_connection(
+            "127.0.0.1", server.sockets[0].getsockname()[1])
+        for i in range(1500):
+            msg = b"%06d" % i
+            writer.write(msg)
+            assert await asyncio.wait_for(reader.readexactly(6), 2) == msg
+        writer.close()
+        await writer.wait_closed()
+        assert await asyncio.wait_for(lost, 5) is None
+        server.close()
+        await server.wait_closed()
+
+    loop.run_until_complete(main())
+    assert loop._selector.stats()["io_reads"] > 0
 
 
 def test_poller_io_off_does_no_poller_io(no_leaks):
@@ -80,8 +133,7 @@ def test_poller_io_off_does_no_poller_io(no_leaks):
         async def main():
             server = await loop.create_server(Echo, "127.0.0.1", 0)
             await echo_clients(loop, server.sockets[0].getsockname()[1], 4, 10, 100)
-            server.close()
-            await server.wait_closed()
+            await close_server(server)
 
         loop.run_until_complete(main())
         stats = loop._selector.stats()
@@ -360,8 +412,7 @@ def test_abort_closes_at_once_and_loop_stays_usable(loop):
         # The loop goes on: a fresh connection echoes.
         server = await loop.create_server(Echo, "127.0.0.1", 0)
         await echo_clients(loop, server.sockets[0].getsockname()[1], 2, 5, 100)
-        server.close()
-        await server.wait_closed()
+        await close_server(server)
         return got
 
     # asyncio's write sends at once where the socket has room, and abort()

@@ -47,6 +47,7 @@
 #define IO_MAX_VICTIMS 64
 #define IO_PEERS 2
 #define IO_WINDOW 4096          /* values in flight per connection */
+#define IO_STALL_MS 300         /* a blocking wait this long with work in flight: a stall */
 
 struct io_stress_result {
     int64_t values;             /* values echoed whole, all connections */
@@ -56,6 +57,7 @@ struct io_stress_result {
     int64_t pauses;
     int64_t settled_writes;     /* WFC_EV_IO_WRITE reports handled */
     int64_t victim_cycles;
+    int64_t stalls;             /* blocking waits that timed out with work in flight */
     int64_t io_reads, io_flushes, io_handbacks;
     int violations;
     double seconds;
@@ -64,6 +66,8 @@ struct io_stress_result {
 struct io_conn {
     int near, far;              /* near: registered; far: the peer's */
     int registered;
+    char *later;                /* a read echoed one wait later (as a stream's */
+    ssize_t later_len;          /* reader task writes an iteration after the read) */
     /* peer side (one peer thread per connection) */
     uint32_t base, next_send, next_echo;
     uint32_t send_off;          /* bytes of next_send's value already sent */
@@ -176,6 +180,15 @@ static void io_echo(struct io_stress *s, int fd, char *buf, ssize_t len)
     free(buf);
 }
 
+/* Consumer: echo what was kept for later (before anything newer). */
+static void io_echo_later(struct io_stress *s, struct io_conn *c)
+{
+    if (c->later != NULL) {
+        io_echo(s, c->near, c->later, c->later_len);
+        c->later = NULL;
+    }
+}
+
 static void io_settle(struct io_stress *s, int fd)
 {
     char *buf;
@@ -192,6 +205,7 @@ static void io_pause(struct io_stress *s, struct io_conn *c)
 {
     char *buf = NULL;
     ssize_t len = 0;
+    io_echo_later(s, c);
     wfc_ep_io_disable(s->ep, c->near);
     if (wfc_ep_io_take_read(s->ep, c->near, &buf, &len)) {
         /* The held read: echoed before anything newer (the transport
@@ -301,9 +315,32 @@ int io_stress_run(int nconns, int npollers, uint32_t values, int nvictims, doubl
     }
 
     for (uint64_t iter = 0;; iter++) {
-        int n = wfc_ep_wait(s->ep, evs, 256, 5);
+        /* Every other wait does not block: hand-backs may be kept one wait
+         * then (rearm_delivered's deferral).  The others block up to
+         * IO_STALL_MS: with every echo connection registered and not done,
+         * the peers always have values in flight, so a wait that times out
+         * means work was lost in the core (a stall; the next wait may
+         * recover it). */
+        int timeout = (iter & 1) ? 0 : IO_STALL_MS;
+        double t_wait = stress_now();
+        int n = wfc_ep_wait(s->ep, evs, 256, timeout);
+        /* Echoes kept from the last round: their items were handed back at
+         * the start of this wait, so a poller may hold them BUSY now
+         * (output queued then sets W_MORE). */
+        for (int ci = 0; ci < nconns; ci++)
+            io_echo_later(s, &s->conns[ci]);
         if (atomic_load_explicit(&s->done_conns, memory_order_relaxed) >= nconns)
             break;
+        if (n == 0 && timeout > 0 && stress_now() - t_wait >= IO_STALL_MS * 0.9e-3) {
+            int all_registered = 1;
+            for (int ci = 0; ci < nconns; ci++)
+                all_registered &= s->conns[ci].registered;
+            if (all_registered)
+                res->stalls++;
+            for (int ci = 0; ci < nconns; ci++)
+                if (!s->conns[ci].registered)
+                    io_resume(s, &s->conns[ci], ci);
+        }
         if (stress_now() - t0 > cap)
             break;
         for (int i = 0; i < n; i++) {
@@ -327,14 +364,22 @@ int io_stress_run(int nconns, int npollers, uint32_t values, int nvictims, doubl
                 io_settle(s, fd);
                 res->settled_writes++;
             }
+            struct io_conn *c = &s->conns[d];
             if (wfc_ep_io_take_read(s->ep, fd, &buf, &len)) {
-                io_echo(s, fd, buf, len);
+                io_echo_later(s, c);
+                if (len > 0 && (stress_rand(&rng) & 1)) {
+                    c->later = buf;
+                    c->later_len = len;
+                } else {
+                    io_echo(s, fd, buf, len);
+                }
             } else if (evs[i].events & EPOLLIN) {
                 /* Read on the consumer (no read held: a poller found
                  * nothing, or the event came inline). */
                 char tmp[65536];
                 ssize_t m = recv(fd, tmp, sizeof(tmp), 0);
                 if (m > 0) {
+                    io_echo_later(s, c);
                     io_settle(s, fd);   /* the queue first: stream order */
                     io_send_all(fd, tmp, (size_t)m);
                 }
@@ -389,6 +434,7 @@ out:
         res->values += (int64_t)(c->next_echo - c->base);
         if (c->next_echo - c->base != values)
             res->lost++;
+        free(c->later);
         if (c->registered)
             wfc_ep_del(s->ep, c->near);
         close(c->near);
@@ -400,7 +446,7 @@ out:
     wfc_ep_destroy(s->ep, 0);
     free(s);
     res->seconds = stress_now() - t0;
-    res->violations = (int)(res->corrupt + res->lost + res->foreign);
+    res->violations = (int)(res->corrupt + res->lost + res->foreign + res->stalls);
     return r;
 }
 
@@ -414,12 +460,12 @@ int main(int argc, char **argv)
     double cap = argc > 5 ? atof(argv[5]) : 120;
     struct io_stress_result res;
     int r = io_stress_run(conns, pollers, values, victims, cap, &res);
-    printf("io_stress: %s conns=%d pollers=%d values=%lld corrupt=%lld lost=%lld foreign=%lld "
+    printf("io_stress: %s conns=%d pollers=%d values=%lld corrupt=%lld lost=%lld foreign=%lld stalls=%lld "
            "pauses=%lld settled=%lld victim_cycles=%lld io_reads=%lld io_flushes=%lld "
            "handbacks=%lld %.2fs\n",
            r == 0 && res.violations == 0 ? "OK" : "FAILED", conns, pollers,
            (long long)res.values, (long long)res.corrupt, (long long)res.lost,
-           (long long)res.foreign, (long long)res.pauses, (long long)res.settled_writes,
+           (long long)res.foreign, (long long)res.stalls, (long long)res.pauses, (long long)res.settled_writes,
            (long long)res.victim_cycles, (long long)res.io_reads, (long long)res.io_flushes,
            (long long)res.io_handbacks, res.seconds);
     return r == 0 && res.violations == 0 ? 0 : 1;

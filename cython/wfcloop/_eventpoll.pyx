@@ -422,7 +422,9 @@ cdef class EventPoll:
         cdef wfc_ep *ep = _io_ep(self)
         cdef char *buf = NULL
         cdef ssize_t n = 0
-        if ep == NULL or not wfc_ep_io_take_read(ep, fd, &buf, &n):
+        if ep == NULL or not wfc_ep_io_reads_held(ep):
+            return None   # no lock paid: the inline phase's every read
+        if not wfc_ep_io_take_read(ep, fd, &buf, &n):
             return None
         if n > 0:
             try:

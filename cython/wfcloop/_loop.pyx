@@ -544,7 +544,9 @@ cdef sock_read_done(loop, fd, fut, handle):
     """A sock_* read is done: park its reader (see BaseLoop's comment on
     parked readers), or remove it as asyncio does (debug mode, a cancelled
     or foreign handle)."""
-    if handle is None or loop._debug or len(handle._args) < 2:
+    # A cancelled handle has no _args any more (asyncio's cancel() clears
+    # them): asyncio's path, which leaves it alone.
+    if handle is None or loop._debug or handle._args is None or len(handle._args) < 2:
         selector_events.BaseSelectorEventLoop._sock_read_done(loop, fd, fut, handle)
     elif not handle.cancelled():
         loop._wfc_parked_readers[fd] = handle
