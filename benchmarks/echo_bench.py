@@ -11,10 +11,11 @@ Servers (each a fresh subprocess per run, started with --port 0, killed after):
                     the loop thread reading the kernel itself does as well)
   wfcloop-pK        the same with --pollers K (any K; the pollers table uses them)
   wfcloop-pK-pinned the same with WFCLOOP_ADAPTIVE=0: the pollers always read
-                    the kernel and hand every event over (the seed's design)
-  ...-io            any wfcloop-pK variant with WFCLOOP_POLLER_IO=1: the
-                    pollers also receive and send for the socket transports
-                    (poller-side I/O; the loop thread runs only Python)
+                    the kernel, and receive and send for the socket
+                    transports (poller-side I/O, the default)
+  ...-noio          any wfcloop-pK variant with WFCLOOP_POLLER_IO=0: the
+                    pollers only read the kernel and hand every event over
+                    (the seed's design); ...-io sets WFCLOOP_POLLER_IO=1
   uvloop            examples/echo_<mode>.py --loop uvloop
   asyncio           examples/echo_<mode>.py --loop asyncio
   c-server          benchmarks/c_echo_server.c: one thread, epoll (the limit)
@@ -274,11 +275,12 @@ def server_command(server, mode, a):
         return base + ["--loop", "wfcloop"]
     if server == "wfcloop-pollers":
         return base + ["--loop", "wfcloop", "--pollers", str(a.poller_count)]
-    m = re.fullmatch(r"wfcloop-p(\d+)(-pinned)?(-io)?", server)
+    m = re.fullmatch(r"wfcloop-p(\d+)(-pinned)?(-io|-noio)?", server)
     if m:
         # -pinned: the pollers always read the kernel (no adaptive parking);
-        # -io: with poller-side I/O (pollers recv and send for transports)
-        env = (["WFCLOOP_ADAPTIVE=0"] if m[2] else []) + (["WFCLOOP_POLLER_IO=1"] if m[3] else [])
+        # -io / -noio: with / without poller-side I/O (the default: with)
+        env = ((["WFCLOOP_ADAPTIVE=0"] if m[2] else [])
+               + ({"-io": ["WFCLOOP_POLLER_IO=1"], "-noio": ["WFCLOOP_POLLER_IO=0"]}.get(m[3], [])))
         return (["env"] + env if env else []) + base + ["--loop", "wfcloop", "--pollers", m[1]]
     if server in ("uvloop", "asyncio"):
         return base + ["--loop", server]
@@ -765,7 +767,7 @@ def main(argv=None):
     p.add_argument("--servers", default=",".join(DEFAULT_SERVERS),
                    help="comma-separated: wfcloop, wfcloop-pollers, wfcloop-pK (K "
                         "pollers, adaptive), wfcloop-pK-pinned (WFCLOOP_ADAPTIVE=0), "
-                        "any of them with -io (WFCLOOP_POLLER_IO=1), "
+                        "any of them with -noio or -io (WFCLOOP_POLLER_IO=0/1), "
                         "uvloop, asyncio, c-server (default: %(default)s)")
     p.add_argument("--modes", help="comma-separated: " + ", ".join(MODES)
                    + " (quick: protocol,streams,sock)")

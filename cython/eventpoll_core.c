@@ -156,7 +156,20 @@
  *           send stopped short or failed (W_WROTE: the consumer takes the
  *           rest through wfc_ep_io_take_writes() into asyncio's buffer).
  *           Output queued while an item is BUSY sets W_MORE, and its owner
- *           then appends it, so that the consumer hands it back again.
+ *           then appends it, so that the consumer hands it back again; a
+ *           wait that delivered only such reports hands them back before
+ *           it blocks (nothing else would until the next wait).
+ *           The re-arm (EPOLL_CTL_MOD) is made only for an item delivered
+ *           since its last arm (rearm_due); one handed back for output
+ *           alone is still armed.  In a wait that will not block, an item
+ *           with nothing to send is kept one wait (hb_deferred), so that a
+ *           reply written an iteration after the read (a stream's reader
+ *           task) goes with the re-arm in one hand-back.
+ *   kernel  With poller-side I/O on, the consumer does not read the kernel
+ *           itself in phase POLLERS (before sleeping, or settling): an
+ *           event it took would be read on the consumer's thread.  A poller
+ *           runs a hand-back after its batch, outside in_flight.  The
+ *           hand-back eventfd is made when poller-side I/O is first on.
  *   BUSY    is what keeps a poller off a closed or reused fd: removal,
  *           modification and taking the buffers all wait it out under
  *           ctl_lock, and an item that is BUSY only because it sits on the

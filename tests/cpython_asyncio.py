@@ -119,14 +119,17 @@ class LoopFactory:
     """Makes the loop under test and counts the loops made, through it or
     through its policy."""
 
-    def __init__(self, *, pollers=2, stdlib=False):
+    def __init__(self, *, pollers=2, stdlib=False, pinned=False):
         self.pollers = pollers
         self.stdlib = stdlib
+        self.pinned = pinned
         self.created = 0
 
     @property
     def name(self):
-        return "stdlib" if self.stdlib else f"wfcloop pollers={self.pollers}"
+        if self.stdlib:
+            return "stdlib"
+        return f"wfcloop pollers={self.pollers}" + (" pinned" if self.pinned else "")
 
     def track(self, loop):
         """Count ``loop``; check that it is the loop under test."""
@@ -144,12 +147,18 @@ class LoopFactory:
         if self.stdlib:
             return self.track(asyncio.SelectorEventLoop(selectors.EpollSelector()))
         import wfcloop
-        return self.track(wfcloop.new_event_loop(pollers=self.pollers))
+        return self.track(wfcloop.new_event_loop(pollers=self.pollers,
+                                                 adaptive=False if self.pinned else None))
 
     def environ(self):
-        """Environment for the run: WFCLOOP_POLLERS, which
-        wfcloop.EventLoopPolicy's loops read (wfcloop.default_pollers())."""
-        return {} if self.stdlib else {"WFCLOOP_POLLERS": str(self.pollers)}
+        """Environment for the run: WFCLOOP_POLLERS (and, pinned,
+        WFCLOOP_ADAPTIVE=0), which wfcloop.EventLoopPolicy's loops read."""
+        if self.stdlib:
+            return {}
+        env = {"WFCLOOP_POLLERS": str(self.pollers)}
+        if self.pinned:
+            env["WFCLOOP_ADAPTIVE"] = "0"
+        return env
 
     def policy(self):
         """A fresh event loop policy: wfcloop.EventLoopPolicy (or the
@@ -456,6 +465,9 @@ def main(argv=None):
                     "--stdlib, on the standard library's loop).")
     parser.add_argument("--pollers", type=int, default=2,
                         help="poller threads of each wfcloop loop (0: inline mode; default 2)")
+    parser.add_argument("--pinned", action="store_true",
+                        help="pollers always read the kernel (adaptive=False): the pollers "
+                             "phase, with poller-side I/O, for every test")
     parser.add_argument("--stdlib", action="store_true",
                         help="run the same selection on SelectorEventLoop(EpollSelector())")
     parser.add_argument("--modules", nargs="+", default=None, metavar="MODULE",
@@ -484,7 +496,7 @@ def main(argv=None):
     from test import support
     support.verbose = bool(args.verbose)
 
-    factory = LoopFactory(pollers=args.pollers, stdlib=args.stdlib)
+    factory = LoopFactory(pollers=args.pollers, stdlib=args.stdlib, pinned=args.pinned)
     json_file = open(args.json, "w", encoding="utf-8") if args.json else None
 
     def sink(obj):

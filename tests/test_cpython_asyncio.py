@@ -11,7 +11,8 @@ Default (about two minutes on a 2-core machine): all 16 modules with
 
 Long form, marked ``stress`` (``WFCLOOP_CPYTHON_FULL=1`` or
 ``WFCLOOP_STRESS=long``; about three more minutes): all 16 modules with
-``pollers=1`` and ``pollers=4``, and on the standard library's loop, which
+``pollers=1``, ``pollers=4`` and ``pollers=2`` pinned (the pollers phase
+throughout, with poller-side I/O), and on the standard library's loop, which
 must pass the same selection (a test that fails there is not wfcloop's
 problem, and belongs in EXCLUDED for the CPython versions where it fails
 there, with the evidence).
@@ -187,6 +188,8 @@ DEFAULT_CONFIGS = {
 LONG_CONFIGS = {
     "pollers=1": ["--pollers", "1"],
     "pollers=4": ["--pollers", "4"],
+    # The pollers phase throughout, so poller-side I/O serves every test.
+    "pollers=2-pinned": ["--pollers", "2", "--pinned"],
     "stdlib": ["--stdlib"],
 }
 

@@ -150,7 +150,7 @@ def test_inline_mode_has_no_poller_io(no_leaks):
         loop.close()
 
 
-@pytest.mark.parametrize("value, expected", [("0", False), ("1", True), ("", False)])
+@pytest.mark.parametrize("value, expected", [("0", False), ("1", True), ("", True)])
 def test_wfcloop_poller_io_environment(monkeypatch, value, expected, no_leaks):
     monkeypatch.setenv("WFCLOOP_POLLER_IO", value)
     assert wfcloop.default_poller_io() is expected

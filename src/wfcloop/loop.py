@@ -25,7 +25,7 @@ class Loop(BaseLoop):
     ``poller_io`` (with pollers): while the pollers read the kernel, they
     also receive and send for the loop's socket transports, so the loop
     thread runs only Python code; ``None`` takes
-    :func:`wfcloop.default_poller_io` (off unless ``WFCLOOP_POLLER_IO=1``).
+    :func:`wfcloop.default_poller_io` (on unless ``WFCLOOP_POLLER_IO=0``).
     ``close()`` joins the poller threads and closes every fd the loop
     opened.
     """
