@@ -99,6 +99,20 @@ add phases-bug-no-park-wait "-DNPOLLERS=2 -DBUG_NO_PARK_WAIT" "$QUICK" "-m100000
 add phases-bug-clear-park-early "-DNPOLLERS=2 -DBUG_CLEAR_PARK_EARLY" "$QUICK" "-m100000" \
     'fail:invalid end state' phases.pml
 
+# pollerio.pml: poller-side I/O (the BUSY state, reads and hand-backs).
+add pollerio-safety-p3 "-DNPOLLERS=3 -DWRITES=3" "$SAFE" "-m200000" pass pollerio.pml
+add pollerio-cycles-p2 "-DNPOLLERS=2" "$CYCLE" "-l -m100000" pass pollerio.pml
+add pollerio-safety-p2 "-DNPOLLERS=2" "$SAFE" "-m100000" pass pollerio.pml
+add pollerio-bug-del-no-busy-wait "-DBUG_DEL_NO_BUSY_WAIT" "$QUICK" "-m100000" \
+    'fail:assertion violated \(open&&\(inc==mi\)\)' pollerio.pml
+add pollerio-bug-no-handback-before-sleep "-DBUG_NO_HANDBACK_BEFORE_SLEEP" "$QUICK" "-m100000" \
+    'fail:assertion violated \(sent==written\)' pollerio.pml
+add pollerio-bug-no-more "-DBUG_NO_MORE" "$QUICK" "-m100000" \
+    'fail:assertion violated \(sent==written\)' pollerio.pml
+for k in $(seq 1 6); do
+    add "pollerio-reach-$k" "-DREACH=$k" "$QUICK" "-m100000" "fail:assertion violated \\($k!=$k\\)" pollerio.pml
+done
+
 # One run: writes its one-line result to $out/NAME/result, "OK ..." or "UNEXPECTED ...".
 one() {
     local name="$1" defs="$2" ccopts="$3" panopts="$4" expect="$5" pml="$6"
