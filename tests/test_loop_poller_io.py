@@ -207,6 +207,25 @@ def test_queued_writes_count_in_the_buffer_size_and_go_out_in_order(loop):
     assert loop.run_until_complete(main()) == b"one,two,three,four"
 
 
+def test_writelines_and_write_eof_after_queued_writes_keep_the_order(loop):
+    """writelines() and write_eof() are asyncio's: what write() queued for
+    the pollers goes out first, then the lines, then the EOF."""
+    async def main():
+        transport, _, peer = await accepted_pair(loop, asyncio.Protocol)
+        transport.write(b"queued,")
+        transport.writelines([b"line1,", bytearray(b"line2,")])
+        transport.write(b"after,")
+        transport.write_eof()
+        with pytest.raises(RuntimeError, match="write_eof"):
+            transport.write(b"too late")
+        got = await recv_until_eof(loop, peer)
+        transport.close()
+        peer.close()
+        return got
+
+    assert loop.run_until_complete(main()) == b"queued,line1,line2,after,"
+
+
 def test_flow_control_pauses_and_resumes_writing(loop):
     """A write past the high-water mark pauses the protocol; it resumes
     once the peer has read enough, and every byte arrives in order."""
