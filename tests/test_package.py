@@ -55,6 +55,20 @@ def test_python_m_wfcloop_fails_on_a_bad_adaptive_setting():
     assert "invalid WFCLOOP_ADAPTIVE" in proc.stdout
 
 
+@pytest.mark.parametrize("value, says", [("", "poller-side I/O: on"),
+                                          ("0", "poller-side I/O: off")])
+def test_python_m_wfcloop_says_whether_pollers_do_the_io(value, says):
+    proc = python_m_wfcloop(WFCLOOP_POLLER_IO=value)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert says in proc.stdout
+
+
+def test_python_m_wfcloop_fails_on_a_bad_poller_io_setting():
+    proc = python_m_wfcloop(WFCLOOP_POLLER_IO="yes")
+    assert proc.returncode == 1
+    assert "invalid WFCLOOP_POLLER_IO" in proc.stdout
+
+
 def test_python_m_wfcloop_fails_on_a_bad_pollers_setting():
     proc = python_m_wfcloop(WFCLOOP_POLLERS="many")
     assert proc.returncode == 1

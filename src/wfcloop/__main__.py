@@ -29,6 +29,15 @@ def main():
         return 1
     print("poller mode: " + ("adaptive (pollers parked while the loop thread does as well)"
                              if adaptive else "pinned (WFCLOOP_ADAPTIVE=0)"))
+    from ._selector import default_poller_io
+    try:
+        poller_io = default_poller_io()
+    except ValueError as exc:
+        print(f"poller-side I/O: invalid WFCLOOP_POLLER_IO ({exc})")
+        return 1
+    print("poller-side I/O: " + ("on (in the pollers phase, pollers recv and send for "
+                                 "socket transports)" if poller_io
+                                 else "off (WFCLOOP_POLLER_IO=0)"))
     return 0
 
 
