@@ -119,12 +119,7 @@ def default_adaptive():
     per second (the rule is in ``cython/eventpoll_core.c``, ADAPTIVE RULE).
     ``WFCLOOP_ADAPTIVE=0`` keeps the pollers reading the kernel always.
     """
-    env = os.environ.get("WFCLOOP_ADAPTIVE", "").strip()
-    if env in ("", "1"):
-        return True
-    if env == "0":
-        return False
-    raise ValueError(f"WFCLOOP_ADAPTIVE must be 0 or 1, got {env!r}")
+    return _env_switch("WFCLOOP_ADAPTIVE")
 
 
 def default_poller_io():
@@ -137,9 +132,15 @@ def default_poller_io():
     It applies only in the pollers phase, which adaptive mode keeps only
     where a trial shows it delivers more events per second than inline.
     """
-    env = os.environ.get("WFCLOOP_POLLER_IO", "").strip()
+    return _env_switch("WFCLOOP_POLLER_IO")
+
+
+def _env_switch(name):
+    """An on/off setting from the environment: on unless ``name`` is "0";
+    any value but "", "0" and "1" is a ValueError."""
+    env = os.environ.get(name, "").strip()
     if env in ("", "1"):
         return True
     if env == "0":
         return False
-    raise ValueError(f"WFCLOOP_POLLER_IO must be 0 or 1, got {env!r}")
+    raise ValueError(f"{name} must be 0 or 1, got {env!r}")
