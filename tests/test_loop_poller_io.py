@@ -278,7 +278,7 @@ def test_pause_reading_holds_what_a_poller_read(loop):
         sent = b""
         for i in range(200):
             chunk = b"%05d," % i
-            peer.send(chunk)
+            await loop.sock_sendall(peer, chunk)
             sent += chunk
             if i % 7 == 0:
                 await asyncio.sleep(0.001)
@@ -313,7 +313,9 @@ def test_pause_from_another_callback_keeps_a_read_already_made(loop):
         sent = b""
         for i in range(600):
             chunk = b"%05d," % i
-            peer.send(chunk)
+            # (awaited: a paused reader leaves small sends to fill the
+            # socket's buffer, by their overhead, on a busy machine)
+            await loop.sock_sendall(peer, chunk)
             sent += chunk
             # Scheduled before the poll that reports the chunk: runs first.
             loop.call_soon(transport.pause_reading)
@@ -347,7 +349,7 @@ def test_buffered_protocol_with_small_buffers(loop):
         transport, protocol, peer = await accepted_pair(loop, Small)
         data = bytes(range(256)) * 100
         for i in range(0, len(data), 1000):
-            peer.send(data[i:i + 1000])
+            await loop.sock_sendall(peer, data[i:i + 1000])
             await asyncio.sleep(0)
         for _ in range(500):
             if len(protocol.data) == len(data):
