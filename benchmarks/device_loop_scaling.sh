@@ -3,11 +3,13 @@
 # unattended on a lent machine without network access: one wfcloop loop
 # inline (pollers=0), with 1/2/4/8 pollers pinned (WFCLOOP_ADAPTIVE=0: the
 # pollers always read the kernel, and receive and send for the transports:
-# poller-side I/O), pinned 2/8 without poller-side I/O (-noio), and 2/8
-# adaptive, against one uvloop loop and the C server, under the C load
-# client with several epoll threads.  The target it answers: "on a machine with >= 8 cores, one
-# wfcloop loop with pollers >= 2x one uvloop loop".  The table's server
-# CPU column also gives the loop thread's share where pollers took some.
+# poller-side I/O), 8 pinned without poller-side I/O (-noio, the same-run
+# baseline of the last design), and 8 adaptive, against one uvloop loop and
+# the C server, under the C load client with several epoll threads (9
+# servers x 2 modes x 2 connection counts x 3 rounds: about 4 minutes).
+# The target it answers: "on a machine with >= 8 cores, one wfcloop loop
+# with pollers >= 2x one uvloop loop".  The table's server CPU column also
+# gives the loop thread's share where pollers took some.
 #
 # Two steps:
 #
@@ -78,7 +80,7 @@ run() {
     threads=${CLIENT_THREADS:-$(( cpus / 4 ))}
     [ "$threads" -lt 2 ] && threads=2
     [ "$threads" -gt 4 ] && threads=4
-    servers=${SERVERS:-wfcloop-p0,wfcloop-p1-pinned,wfcloop-p2-pinned,wfcloop-p4-pinned,wfcloop-p8-pinned,wfcloop-p2-pinned-noio,wfcloop-p8-pinned-noio,wfcloop-p2,wfcloop-p8,wfcloop-p8-noio,uvloop,c-server}
+    servers=${SERVERS:-wfcloop-p0,wfcloop-p1-pinned,wfcloop-p2-pinned,wfcloop-p4-pinned,wfcloop-p8-pinned,wfcloop-p8-pinned-noio,wfcloop-p8,uvloop,c-server}
     echo "[device_loop_scaling] client threads $threads; servers $servers"
     timeout --signal=INT --kill-after=10 "${BUDGET_S:-360}" \
         "$py" benchmarks/echo_bench.py --no-build \
