@@ -48,11 +48,17 @@ async def close_server(server):
     so that no socket is left for the fd leak check."""
     server.close()
     await server.wait_closed()
-    for _ in range(500):
-        if Echo.open_connections == 0:
-            return
+    if not await eventually(lambda: Echo.open_connections == 0):
+        raise AssertionError(f"{Echo.open_connections} server connections still open")
+
+
+async def eventually(condition, seconds=5.0):
+    """Whether condition() holds within seconds (checked every 10 ms)."""
+    for _ in range(int(seconds * 100)):
+        if condition():
+            return True
         await asyncio.sleep(0.01)
-    raise AssertionError(f"{Echo.open_connections} server connections still open")
+    return condition()
 
 
 def payload(i, size):
@@ -282,10 +288,7 @@ def test_pause_reading_holds_what_a_poller_read(loop):
             sent += chunk
             if i % 7 == 0:
                 await asyncio.sleep(0.001)
-        for _ in range(500):
-            if len(b"".join(received)) == len(sent):
-                break
-            await asyncio.sleep(0.01)
+        await eventually(lambda: len(b"".join(received)) == len(sent))
         transport.close()
         peer.close()
         return sent
@@ -321,10 +324,7 @@ def test_pause_from_another_callback_keeps_a_read_already_made(loop):
             loop.call_soon(transport.pause_reading)
             await asyncio.sleep(0)
             transport.resume_reading()
-        for _ in range(500):
-            if len(b"".join(received)) == len(sent):
-                break
-            await asyncio.sleep(0.01)
+        await eventually(lambda: len(b"".join(received)) == len(sent))
         transport.close()
         peer.close()
         return sent
@@ -351,10 +351,7 @@ def test_buffered_protocol_with_small_buffers(loop):
         for i in range(0, len(data), 1000):
             await loop.sock_sendall(peer, data[i:i + 1000])
             await asyncio.sleep(0)
-        for _ in range(500):
-            if len(protocol.data) == len(data):
-                break
-            await asyncio.sleep(0.01)
+        await eventually(lambda: len(protocol.data) == len(data))
         transport.close()
         peer.close()
         return protocol.data == data

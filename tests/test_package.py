@@ -41,32 +41,24 @@ def test_package_without_its_compiled_core_says_what_to_do(tmp_path):
         assert "pip install ." in proc.stderr
 
 
-@pytest.mark.parametrize("value, says", [("", "poller mode: adaptive"),
-                                          ("0", "poller mode: pinned")])
-def test_python_m_wfcloop_says_the_poller_mode(value, says):
-    proc = python_m_wfcloop(WFCLOOP_ADAPTIVE=value)
+@pytest.mark.parametrize("name, value, says", [
+    ("WFCLOOP_ADAPTIVE", "", "poller mode: adaptive"),
+    ("WFCLOOP_ADAPTIVE", "0", "poller mode: pinned"),
+    ("WFCLOOP_POLLER_IO", "", "poller-side I/O: on"),
+    ("WFCLOOP_POLLER_IO", "0", "poller-side I/O: off"),
+])
+def test_python_m_wfcloop_says_the_switches(name, value, says):
+    proc = python_m_wfcloop(**{name: value})
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert says in proc.stdout
 
 
-def test_python_m_wfcloop_fails_on_a_bad_adaptive_setting():
-    proc = python_m_wfcloop(WFCLOOP_ADAPTIVE="sometimes")
+@pytest.mark.parametrize("name, value", [("WFCLOOP_ADAPTIVE", "sometimes"),
+                                         ("WFCLOOP_POLLER_IO", "yes")])
+def test_python_m_wfcloop_fails_on_a_bad_switch(name, value):
+    proc = python_m_wfcloop(**{name: value})
     assert proc.returncode == 1
-    assert "invalid WFCLOOP_ADAPTIVE" in proc.stdout
-
-
-@pytest.mark.parametrize("value, says", [("", "poller-side I/O: on"),
-                                          ("0", "poller-side I/O: off")])
-def test_python_m_wfcloop_says_whether_pollers_do_the_io(value, says):
-    proc = python_m_wfcloop(WFCLOOP_POLLER_IO=value)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert says in proc.stdout
-
-
-def test_python_m_wfcloop_fails_on_a_bad_poller_io_setting():
-    proc = python_m_wfcloop(WFCLOOP_POLLER_IO="yes")
-    assert proc.returncode == 1
-    assert "invalid WFCLOOP_POLLER_IO" in proc.stdout
+    assert f"invalid {name}" in proc.stdout
 
 
 def test_python_m_wfcloop_fails_on_a_bad_pollers_setting():

@@ -21,23 +21,22 @@ def main():
         return 1
     mode = "inline mode" if pollers == 0 else f"{pollers} poller threads"
     print(f"pollers default: {pollers} ({mode}; {source})")
-    from ._selector import default_adaptive
-    try:
-        adaptive = default_adaptive()
-    except ValueError as exc:
-        print(f"poller mode: invalid WFCLOOP_ADAPTIVE ({exc})")
-        return 1
-    print("poller mode: " + ("adaptive (pollers parked while the loop thread does as well)"
-                             if adaptive else "pinned (WFCLOOP_ADAPTIVE=0)"))
-    from ._selector import default_poller_io
-    try:
-        poller_io = default_poller_io()
-    except ValueError as exc:
-        print(f"poller-side I/O: invalid WFCLOOP_POLLER_IO ({exc})")
-        return 1
-    print("poller-side I/O: " + ("on (in the pollers phase, pollers recv and send for "
-                                 "socket transports)" if poller_io
-                                 else "off (WFCLOOP_POLLER_IO=0)"))
+    from ._selector import default_adaptive, default_poller_io
+    switches = [
+        ("poller mode", "WFCLOOP_ADAPTIVE", default_adaptive,
+         "adaptive (pollers parked while the loop thread does as well)",
+         "pinned (WFCLOOP_ADAPTIVE=0)"),
+        ("poller-side I/O", "WFCLOOP_POLLER_IO", default_poller_io,
+         "on (in the pollers phase, pollers recv and send for socket transports)",
+         "off (WFCLOOP_POLLER_IO=0)"),
+    ]
+    for label, name, read, on, off in switches:
+        try:
+            value = read()
+        except ValueError as exc:
+            print(f"{label}: invalid {name} ({exc})")
+            return 1
+        print(f"{label}: {on if value else off}")
     return 0
 
 
