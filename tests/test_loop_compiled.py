@@ -98,6 +98,58 @@ def test_subclass_overrides_are_kept(no_leaks):
         loop.close()
 
 
+def test_call_later_goes_through_an_overridden_call_at(no_leaks):
+    """asyncio's call_later calls self.call_at: a subclass that overrides
+    only call_at sees every timer, asyncio.sleep's included."""
+    seen = []
+
+    class Recording(wfcloop.Loop):
+        def call_at(self, when, callback, *args, context=None):
+            seen.append(callback)
+            return super().call_at(when, callback, *args, context=context)
+
+    loop = Recording(pollers=0)
+    try:
+        fired = []
+        loop.call_later(0.001, fired.append, "later")
+        loop.run_until_complete(asyncio.sleep(0.01))
+        assert fired == ["later"]
+        assert seen[0] == fired.append and len(seen) == 2
+    finally:
+        loop.close()
+
+
+def test_timer_heap_orders_as_heapq(loop):
+    """The compiled timer heap compares deadlines in C when both are floats
+    and falls back to tuple comparison otherwise: with float and int
+    deadlines, many of them equal, and cancelled timers, every due timer
+    runs by (deadline, order scheduled), and loop._scheduled stays a heap
+    that heapq itself accepts."""
+    import heapq
+    import random
+
+    rnd = random.Random(4)
+    base = int(loop.time()) - 1000   # every timer is already due
+    order, expected, cancelled = [], [], set()
+    for i in range(3000):
+        when = base + rnd.randrange(40)
+        if rnd.random() < 0.5:
+            when += rnd.choice((0.0, 0.5, 0.25))   # a float, often equal to an int
+        handle = loop.call_at(when, order.append, i)
+        if rnd.random() < 0.1:
+            handle.cancel()
+            cancelled.add(i)
+        else:
+            expected.append((when, i))
+    heap = loop._scheduled
+    for pos in range(1, len(heap)):
+        assert not heap[pos] < heap[(pos - 1) // 2]
+    assert heapq.nsmallest(1, heap)[0] == heap[0]
+    loop.call_soon(loop.stop)
+    loop.run_forever()
+    assert order == [i for _, i in sorted(expected)]
+    assert not loop._scheduled
+
 def test_call_soon_threadsafe_never_loses_a_wakeup(loop):
     """Bursts from several threads while the loop sleeps: the coalesced
     self-pipe byte must wake it for every burst.  (Clearing the pending

@@ -40,6 +40,7 @@ from libc.stdlib cimport malloc, realloc, free
 from libc.string cimport memcpy, strerror
 
 from wfcloop._eventpoll cimport EventPoll, wfc_event, WFC_EV_IO_WRITE
+from wfcloop._timer_heap cimport heap_pop, heap_push
 
 from cpython.object cimport PyObject, PyTypeObject
 from cpython.ref cimport Py_INCREF, Py_XDECREF
@@ -104,9 +105,7 @@ cdef Py_ssize_t MIN_SCHEDULED_TIMER_HANDLES = base_events._MIN_SCHEDULED_TIMER_H
 cdef double MIN_CANCELLED_TIMER_HANDLES_FRACTION = base_events._MIN_CANCELLED_TIMER_HANDLES_FRACTION
 cdef object Handle = events.Handle
 cdef object TimerHandle = events.TimerHandle
-cdef object heappop = heapq.heappop
 cdef object heapify = heapq.heapify
-cdef object heappush = heapq.heappush
 cdef object format_handle = base_events._format_handle
 cdef object Future = asyncio.Future
 cdef object Task = asyncio.Task
@@ -320,8 +319,8 @@ cdef run_once(object loop, _Dispatch dispatch, _Scheduler scheduler):
         # Remove delayed calls that were cancelled from the head of the heap.
         while scheduled and (<tuple>scheduled[0])[2]._cancelled:
             loop._timer_cancelled_count -= 1
-            handle = (<tuple>heappop(scheduled))[2]
-            handle._scheduled = False
+            handle = (<tuple>heap_pop(scheduled))[2]
+            unschedule(handle)
 
     if ready or loop._stopping:
         timeout_ms = 0
@@ -341,8 +340,8 @@ cdef run_once(object loop, _Dispatch dispatch, _Scheduler scheduler):
         while scheduled:
             if (<tuple>scheduled[0])[0] >= end_time:
                 break
-            handle = (<tuple>heappop(scheduled))[2]
-            handle._scheduled = False
+            handle = (<tuple>heap_pop(scheduled))[2]
+            unschedule(handle)
             ready.append(handle)
 
     # Run what is ready now; callbacks scheduled by these run next time,
@@ -502,6 +501,15 @@ cdef object new_timer_handle(when, callback, tuple args, loop, context):
     return handle
 
 
+cdef inline int unschedule(handle) except -1:
+    """handle._scheduled = False, for a timer taken off the heap."""
+    if type(handle) is TimerHandle:
+        set_slot(handle, T_SCHEDULED, False)
+    else:
+        handle._scheduled = False
+    return 0
+
+
 try:
     from ssl import SSLSocket
 except ImportError:  # Python built without ssl
@@ -656,6 +664,26 @@ cdef unpark_reader(loop, fd, sock):
     release_parked_reader(loop, fd, handle)
 
 
+cdef object schedule_timer(_Scheduler self, when, callback, tuple args, context):
+    """call_at's work: a TimerHandle for callback(*args) at ``when`` on the
+    heap, after every timer with an earlier or equal deadline."""
+    global timer_sequence
+    if when is None:
+        raise TypeError("when cannot be None")
+    if self.closed:
+        raise RuntimeError('Event loop is closed')
+    if self.debug:
+        self.loop._check_thread()
+        self.loop._check_callback(callback, 'call_at')
+        timer = TimerHandle(when, callback, args, self.loop, context)
+    else:
+        timer = new_timer_handle(when, callback, args, self.loop, context)
+    timer_sequence += 1
+    heap_push(self.scheduled, (when, timer_sequence, timer))
+    set_slot(timer, T_SCHEDULED, True)
+    return timer
+
+
 cdef class _Scheduler:
     """The loop's callback state: the ready deque, the timer heap and the
     closed and debug flags, as C fields (BaseLoop's _ready, _scheduled,
@@ -690,30 +718,18 @@ cdef class _Scheduler:
         return handle
 
     def call_later(self, delay, callback, *args, context=None):
-        """Arrange for callback(*args) to be called after delay seconds."""
+        """Arrange for callback(*args) to be called after delay seconds.
+        (Bound on a loop only where its class keeps BaseLoop's call_at,
+        which asyncio's call_later calls.)"""
         if delay is None:
             raise TypeError('delay must not be None')
-        return self.call_at(loop_time(self.loop, self) + delay, callback,
-                            *args, context=context)
+        return schedule_timer(self, loop_time(self.loop, self) + delay,
+                              callback, args, context)
 
     def call_at(self, when, callback, *args, context=None):
         """Like call_later(), but with an absolute time on the loop's clock.
         Timers with equal deadlines run in the order they were scheduled."""
-        global timer_sequence
-        if when is None:
-            raise TypeError("when cannot be None")
-        if self.closed:
-            raise RuntimeError('Event loop is closed')
-        if self.debug:
-            self.loop._check_thread()
-            self.loop._check_callback(callback, 'call_at')
-            timer = TimerHandle(when, callback, args, self.loop, context)
-        else:
-            timer = new_timer_handle(when, callback, args, self.loop, context)
-        timer_sequence += 1
-        heappush(self.scheduled, (when, timer_sequence, timer))
-        set_slot(timer, T_SCHEDULED, True)
-        return timer
+        return schedule_timer(self, when, callback, args, context)
 
     def time(self):
         """The loop's clock: time.monotonic()."""
@@ -847,6 +863,9 @@ class BaseLoop(asyncio.SelectorEventLoop):
         for name in SCHEDULER_METHODS:
             if getattr(cls, name) is getattr(BaseLoop, name):
                 setattr(self, name, getattr(scheduler, name))
+        if cls.call_at is not BaseLoop.call_at:
+            # asyncio's call_later calls self.call_at: so does BaseLoop's.
+            self.__dict__.pop("call_later", None)
 
     def run_forever(self):
         """Run until stop() is called."""
@@ -897,8 +916,10 @@ class BaseLoop(asyncio.SelectorEventLoop):
 
     def call_later(self, delay, callback, *args, context=None):
         """Arrange for callback(*args) to be called after delay seconds."""
-        return (<_Scheduler>self._wfc_scheduler).call_later(
-            delay, callback, *args, context=context)
+        if delay is None:
+            raise TypeError('delay must not be None')
+        return self.call_at(self.time() + delay, callback, *args,
+                            context=context)
 
     def call_at(self, when, callback, *args, context=None):
         """Like call_later(), but with an absolute time on the loop's clock.
