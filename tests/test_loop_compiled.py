@@ -1,4 +1,4 @@
-"""What the compiled loop core (cython/wfcloop/_loop.pyx) adds to asyncio's
+"""What the compiled loop core (cython/wfcloop/_loop.pyx, loop/*.pyx) adds to asyncio's
 selector loop, and the ways it could go wrong: handles built in place,
 coalesced self-pipe wake-ups, the scheduling methods bound per loop, parked
 sock_* readers, the reused read buffer."""

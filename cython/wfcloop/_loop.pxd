@@ -1,0 +1,9 @@
+# cython: language_level=3
+# The compiled loop's cdef classes, one .pxd per file of loop/ that has one
+# (as uvloop's loop.pxd includes its handles' declarations).
+from wfcloop._eventpoll cimport EventPoll, wfc_event
+
+include "loop/run_once.pxd"
+include "loop/sock.pxd"
+include "loop/scheduler.pxd"
+include "loop/transport_map.pxd"

@@ -1,0 +1,274 @@
+# socket_transport.pyx, included by _loop.pyx (one extension module, as uvloop's
+# loop.pyx includes its handles).
+#
+# SocketTransport: asyncio's socket transport with its per-event read and
+# write paths in C.
+
+
+cdef object DEFAULT_HIGH_WATER = 64 * 1024
+cdef object DEFAULT_LOW_WATER = 16 * 1024
+
+
+cdef object shared_limit(value):
+    """value, or the equal default write buffer limit that all transports
+    share."""
+    if type(value) is int:
+        if value == DEFAULT_LOW_WATER:
+            return DEFAULT_LOW_WATER
+        if value == DEFAULT_HIGH_WATER:
+            return DEFAULT_HIGH_WATER
+    return value
+
+
+cdef ssize_t recv_ready(transport, int fd, void *buf, size_t size) except -2:
+    """A transport's read on readiness: the byte count received, or -1 when
+    there is nothing to hand on: no data yet, end of file (reported to the
+    protocol), or an error (reported as asyncio's transport reports it)."""
+    cdef ssize_t n = c_recv(fd, buf, size, 0)
+    if n > 0:
+        return n
+    if n == 0:
+        transport._read_ready__on_eof()
+        return -1
+    if errno == EAGAIN or errno == EINTR:
+        return -1
+    try:
+        PyErr_SetFromErrno(OSError)
+    except OSError as exc:
+        transport._fatal_error(exc, 'Fatal read error on socket transport')
+    return -1
+
+
+cdef int get_protocol_buffer(transport, Py_ssize_t hint, Py_buffer *view) except -1:
+    """A BufferedProtocol's get_buffer(hint), writable, in *view (the
+    caller releases it): 1; or 0 once the failure is reported as asyncio's
+    transport reports it."""
+    try:
+        buf = transport._protocol.get_buffer(hint)
+        if not len(buf):
+            raise RuntimeError('get_buffer() returned an empty buffer')
+    except (SystemExit, KeyboardInterrupt):
+        raise
+    except BaseException as exc:
+        transport._fatal_error(
+            exc, 'Fatal error: protocol.get_buffer() call failed.')
+        return 0
+    try:
+        PyObject_GetBuffer(buf, view, PyBUF_WRITABLE)
+    except BaseException:
+        # Not a writable buffer: socket.recv_into() says so in its words
+        # (and reads nothing).
+        try:
+            transport._sock.recv_into(buf)
+        except BaseException as exc:
+            transport._fatal_error(exc, 'Fatal read error on socket transport')
+        return 0
+    return 1
+
+
+cdef object super_write = selector_events._SelectorSocketTransport.write
+cdef object BufferedProtocol = asyncio.BufferedProtocol
+
+
+class SocketTransport(selector_events._SelectorSocketTransport):
+    """asyncio's socket transport with its per-event paths in C: reads into
+    the reused buffer (or a BufferedProtocol's own), and writes straight to
+    the socket while nothing is buffered.  Everything else (flow control, EOF, close, sendfile, TLS
+    upgrade) is asyncio's."""
+
+    # The loop's TransportMap finds a reading transport through its reader,
+    # and needs to know when that starts or stops (see TransportMap).
+
+    # Poller-side I/O (the loop's ``poller_io``): while the pollers read
+    # the kernel, a poller receives this transport's data and sends what
+    # write() queued, so the loop thread runs only the protocol.  Whatever
+    # asyncio's own code is about to look at (pause, EOF, close, abort,
+    # write_eof, sendfile, writelines, a short or failed send) first takes
+    # the transport back to asyncio's state: queued output goes through
+    # asyncio's write, a read already made is delivered in order.
+    _wfc_io = None       # the loop's EventPoll while pollers may do our I/O
+    _wfc_queued = False  # output may be queued with the pollers
+    _wfc_held = None     # reads taken from the pollers while paused (list)
+
+    def _add_reader(self, fd, callback, *args):
+        super()._add_reader(fd, callback, *args)
+        track_reading(self)
+        io_start(self, fd)
+
+    def pause_reading(self):
+        if self._wfc_io is not None and self.is_reading():
+            io_stop(self, True, True)
+        super().pause_reading()
+        track_reading(self)
+
+    def resume_reading(self):
+        super().resume_reading()
+        if self._wfc_held:
+            self._loop.call_soon(self._wfc_deliver_held)
+
+    def _wfc_deliver_held(self):
+        """Deliver the reads held while reading was paused, in order."""
+        held = self._wfc_held
+        while held and not self._paused and not self._conn_lost:
+            deliver_read(self, held.pop(0))
+        if not held:
+            self._wfc_held = None
+
+    def _read_ready__on_eof(self):
+        # eof_received() may write, and a kept-open transport stops
+        # reading: both on asyncio's paths.
+        io_stop(self, True, False)
+        super()._read_ready__on_eof()
+        track_reading(self)
+
+    def close(self):
+        io_stop(self, True, False)
+        super().close()
+
+    def _force_close(self, exc):
+        io_stop(self, False, False)
+        super()._force_close(exc)
+
+    def write_eof(self):
+        if self._wfc_queued:
+            io_settle_writes(self)
+        super().write_eof()
+
+    def writelines(self, list_of_data):
+        if self._wfc_queued:
+            io_settle_writes(self)
+        super().writelines(list_of_data)
+
+    def get_write_buffer_size(self):
+        """Bytes buffered by asyncio's write, plus those queued for the
+        pollers and not sent yet."""
+        cdef EventPoll poll
+        n = super().get_write_buffer_size()
+        if self._wfc_queued:
+            poll = self._loop._wfc_io
+            n += poll.io_pending(self._sock_fd)
+        return n
+
+    if hasattr(selector_events._SelectorSocketTransport, '_make_empty_waiter'):
+        def _make_empty_waiter(self):
+            if self._wfc_queued:
+                io_settle_writes(self)
+            return super()._make_empty_waiter()
+
+    def set_protocol(self, protocol):
+        # asyncio keeps the bound method of the read path this protocol
+        # takes in _read_ready_cb: a 64-byte object per transport, and a
+        # reference cycle.  The plain function, one for all transports of
+        # the class, says the same; _read_ready passes the transport to it.
+        cls = type(self)
+        if isinstance(protocol, BufferedProtocol):
+            self._read_ready_cb = cls._read_ready__get_buffer
+        else:
+            self._read_ready_cb = cls._read_ready__data_received
+        super(selector_events._SelectorSocketTransport, self).set_protocol(protocol)
+
+    def _read_ready(self):
+        self._read_ready_cb(self)
+
+    def _read_ready__data_received(self):
+        cdef ssize_t n
+        if self._conn_lost:
+            return
+        if self._wfc_io is not None and io_read_taken(self):
+            return
+        n = recv_ready(self, self._sock_fd, read_buffer, READ_BUFFER_SIZE)
+        if n < 0:
+            return
+        data = PyBytes_FromStringAndSize(read_buffer, n)
+        try:
+            self._protocol.data_received(data)
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            self._fatal_error(
+                exc, 'Fatal error: protocol.data_received() call failed.')
+
+    def _read_ready__get_buffer(self):
+        cdef ssize_t n
+        cdef Py_buffer view
+        if self._conn_lost:
+            return
+        if self._wfc_io is not None and io_read_taken(self):
+            return
+        if not get_protocol_buffer(self, -1, &view):
+            return
+        try:
+            n = recv_ready(self, self._sock_fd, view.buf, view.len)
+        finally:
+            PyBuffer_Release(&view)
+        if n < 0:
+            return
+        try:
+            self._protocol.buffer_updated(n)
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            self._fatal_error(
+                exc, 'Fatal error: protocol.buffer_updated() call failed.')
+
+    def write(self, data):
+        """Queue ``data`` for the pollers (poller-side I/O), else send it
+        now when nothing is buffered and it all fits in the socket;
+        otherwise asyncio's write() buffers the rest."""
+        cdef EventPoll poll
+        cdef Py_ssize_t queued
+        io = self._wfc_io
+        if (io is not None and type(data) is bytes and not self._buffer
+                and not self._eof and not self._closing and not self._conn_lost
+                and self._empty_waiter is None and PyBytes_GET_SIZE(data) > 0
+                and (<EventPoll>io).io_writes()):
+            poll = <EventPoll>io
+            queued = poll.io_write(self._sock_fd, PyBytes_AS_STRING(data),
+                                   PyBytes_GET_SIZE(data))
+            if queued >= 0:
+                self._wfc_queued = True
+                if queued > self._high_water:
+                    io_settle_writes(self)   # asyncio's buffer and flow control
+                return
+        if self._wfc_queued:
+            io_settle_writes(self)
+        plain_write(self, data)
+
+
+    if getattr(selector_events._SelectorSocketTransport,
+               '_buffer_factory', None) is bytearray:
+        # asyncio (3.11) gives each transport an empty bytearray for its
+        # write buffer (56 bytes); most writes of an idle-heavy server go
+        # out at once and never need it.  Until a write has to buffer,
+        # _buffer is b'' (one object for all): empty, as asyncio's code
+        # reads it, and write() puts a bytearray there before asyncio's
+        # write() can add to it.
+        _buffer_factory = bytes
+
+    def _set_write_buffer_limits(self, high=None, low=None):
+        super()._set_write_buffer_limits(high, low)
+        # asyncio computes the low-water mark anew per transport: with
+        # the defaults a 32-byte int of 16 KiB.  Equal ints are shared.
+        self._high_water = shared_limit(self._high_water)
+        self._low_water = shared_limit(self._low_water)
+
+
+cdef plain_write(self, data):
+    """write() without poller-side I/O: send now when nothing is buffered
+    and it all fits in the socket; otherwise asyncio's write() buffers the
+    rest."""
+    cdef ssize_t n
+    if (type(data) is bytes and not self._buffer and not self._eof
+            and self._empty_waiter is None and not self._conn_lost
+            and PyBytes_GET_SIZE(data) > 0):
+        n = c_send(self._sock_fd, PyBytes_AS_STRING(data),
+                   PyBytes_GET_SIZE(data), MSG_NOSIGNAL)
+        if n == PyBytes_GET_SIZE(data):
+            return
+        if n > 0:
+            data = data[n:]
+        # EAGAIN, an error or a partial send: asyncio's write tries
+        # again (and reports the error the way it always does).
+    if type(self._buffer) is bytes:
+        self._buffer = bytearray()  # the first write that may buffer
+    super_write(self, data)
