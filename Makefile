@@ -39,7 +39,9 @@ WFCQ_ASAN_ARGS ?= 4 200000 2
 # Eventpoll-core stress (uses only eventpoll_core.h; linked with the core).
 EP_SRC := cython/selftest/ep_stress.c
 EP_CORE := cython/eventpoll_core.c
-EP_DEPS := $(EP_SRC) $(EP_CORE) cython/eventpoll_core.h cython/wfcqueue.h cython/selftest/stress_common.h
+# The parts it includes (one translation unit).
+EP_PARTS := $(wildcard cython/eventpoll/*.c)
+EP_DEPS := $(EP_SRC) $(EP_CORE) $(EP_PARTS) cython/eventpoll_core.h cython/wfcqueue.h cython/selftest/stress_common.h
 # channels tokens_per_writer storm_ops rounds [close_without_del]
 EP_TSAN_ARGS ?= 32 3000 600 1
 EP_ASAN_ARGS ?= 32 5000 1000 2
@@ -48,7 +50,7 @@ HAVE_EP := $(wildcard $(EP_SRC))
 
 # Poller-side I/O stress (real sockets; linked with the core).
 IO_SRC := cython/selftest/io_stress.c
-IO_DEPS := $(IO_SRC) $(EP_CORE) cython/eventpoll_core.h cython/wfcqueue.h cython/selftest/stress_common.h
+IO_DEPS := $(IO_SRC) $(EP_CORE) $(EP_PARTS) cython/eventpoll_core.h cython/wfcqueue.h cython/selftest/stress_common.h
 # echo_conns pollers values_per_conn victims seconds_cap
 IO_TSAN_ARGS ?= 32 4 40000 16 300
 IO_ASAN_ARGS ?= 32 4 40000 16 300

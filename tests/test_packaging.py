@@ -83,6 +83,7 @@ def test_sdist_and_wheel_build_install_and_run(tmp_path):
         names = {name.partition("/")[2] for name in tar.getnames()}
     for needed in ["setup.py", "pyproject.toml", "MANIFEST.in", "README.md",
                    "cython/wfcqueue.h", "cython/eventpoll_core.c", "cython/eventpoll_core.h",
+                   "cython/eventpoll/poller_io.c", "cython/eventpoll/phases.c",
                    "cython/wfcloop/_eventpoll.pyx", "cython/wfcloop/_eventpoll.pxd",
                    "cython/wfcloop/_loop.pyx", "cython/wfcloop/_loop.pxd",
                    "cython/wfcloop/_timer_heap.pxd", "cython/wfcloop/loop/run_once.pyx",

@@ -1,0 +1,180 @@
+/* eventpoll/pollers.c: part of eventpoll_core.c, which includes it (one
+ * translation unit: these functions stay static).  Its state machine,
+ * locking rules and the ordering argument of each atomic are explained at
+ * the top of eventpoll_core.c.
+ *
+ * This file: the poller threads (poller_main, parking) and inline harvesting: the
+ * loop thread reading the kernel itself.
+ */
+
+/* A poller asked to park (PHASES): count ourselves parked and wait until
+ * the consumer unparks us or shutdown begins.  Our appends so far happen
+ * before the consumer sees `parked` reach npollers (park_lock). */
+static void poller_park(wfc_ep *ep)
+{
+    pthread_mutex_lock(&ep->park_lock);
+    if (atomic_load_explicit(&ep->park_request, memory_order_relaxed)) {
+        ep->parked++;
+        pthread_cond_signal(&ep->parked_cond);
+        /* Relaxed loads: park_lock orders them against the writers, which
+         * change both (or broadcast) with park_lock held. */
+        while (atomic_load_explicit(&ep->park_request, memory_order_relaxed)
+               && !atomic_load_explicit(&ep->closing, memory_order_relaxed))
+            pthread_cond_wait(&ep->park_cond, &ep->park_lock);
+        ep->parked--;
+    }
+    pthread_mutex_unlock(&ep->park_lock);
+}
+
+static void *poller_main(void *arg)
+{
+    struct poller *p = arg;
+    wfc_ep *ep = p->ep;
+    struct epoll_event evs[POLLER_BATCH];
+
+    /* Without its receive buffer a poller reads for nobody: items with
+     * W_IO are then delivered without a read, and the consumer reads. */
+    p->rx = malloc(IO_READ_SIZE);
+
+    for (;;) {
+        int n;
+
+        /* Acquire: pairs with the release stores in park_pollers and
+         * unpark_pollers.  Only a hint: the decision to wait is taken again
+         * under park_lock, and a poller that misses a park request here is
+         * woken by park_efd, which stays readable until all are parked. */
+        if (atomic_load_explicit(&ep->park_request, memory_order_acquire))
+            poller_park(ep);
+        if (atomic_load_explicit(&ep->closing, memory_order_acquire))
+            break;
+        n = epoll_wait(ep->kfd, evs, POLLER_BATCH, -1);
+        bool stop = false, found_empty = false, handback = false;
+
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            break;   /* EBADF: the kernel fd was closed under us */
+        }
+        /* Relaxed: only a hint for settle(); the release decrement below
+         * is what publishes the appends. */
+        atomic_fetch_add_explicit(&ep->in_flight, 1, memory_order_relaxed);
+        STAT_ADD(p->stats.harvested, (uint64_t)n);
+        for (int i = 0; i < n; i++) {
+            struct wfc_item *item;
+            if (evs[i].data.u64 == TAG_STOP) {
+                stop = true;
+                continue;
+            }
+            if (evs[i].data.u64 == TAG_PARK)
+                continue;   /* parks at the top of the loop, after this batch */
+            if (evs[i].data.u64 == TAG_HANDBACK) {
+                handback = true;   /* after this batch: it is not in flight */
+                continue;
+            }
+            bool receive = false;
+            item = mark_ready(ep, evs[i].data.u64, evs[i].events, &p->stats,
+                              p->rx != NULL ? &receive : NULL);
+            if (item == NULL)
+                continue;
+            if (receive) {
+                /* IDLE -> BUSY: the item is ours until finish_busy. */
+                bool got = io_receive(ep, item, p->rx);
+                if (finish_busy(ep, item, got, p->rx, &p->stats)) {
+                    found_empty = true;
+                    STAT_ADD(p->stats.found_empty, 1);
+                }
+            } else if (ready_push(ep, item)) {
+                found_empty = true;
+                STAT_ADD(p->stats.found_empty, 1);
+            }
+        }
+        /* Release: a consumer that sees in_flight drop (acquire in
+         * settle) sees our appends. */
+        atomic_fetch_sub_explicit(&ep->in_flight, 1, memory_order_release);
+        /* One wake-up per batch, only on the empty -> non-empty edge. */
+        if (found_empty)
+            wake_consumer_if_sleeping(ep, &p->stats);
+        /* Sends and re-arms: outside in_flight, which a settling consumer
+         * waits out (they append only what a new event brings). */
+        if (handback)
+            poller_handback_as(ep, p->rx, &p->stats);
+        if (stop || atomic_load_explicit(&ep->closing, memory_order_acquire))
+            break;
+    }
+    free(p->rx);
+    p->rx = NULL;
+    /* A poller that is gone counts as parked for good: it appends
+     * nothing more, and a consumer parking the pollers must not wait for
+     * it. */
+    pthread_mutex_lock(&ep->park_lock);
+    ep->parked++;
+    pthread_cond_signal(&ep->parked_cond);
+    pthread_mutex_unlock(&ep->park_lock);
+    return NULL;
+}
+
+/*
+ * The consuming thread reads the kernel itself: inline mode's only source,
+ * and poller mode's assist before sleeping (an event already queued in the
+ * kernel is taken now instead of after a poller's hand-off).  EPOLLONESHOT
+ * still gives each event to exactly one thread.  Items go straight onto the
+ * transaction list.  Returns the number of kernel events or -errno.
+ */
+static int harvest_inline(wfc_ep *ep, int timeout_ms)
+{
+    struct epoll_event evs[HARVEST_BATCH];
+    int n = epoll_wait(ep->kfd, evs, HARVEST_BATCH, timeout_ms);
+
+    if (n < 0)
+        return -errno;
+    STAT_ADD(ep->inline_stats.harvested, (uint64_t)n);
+    for (int i = 0; i < n; i++) {
+        struct wfc_item *item;
+        if (evs[i].data.u64 == TAG_STOP || evs[i].data.u64 == TAG_PARK)
+            continue;
+        if (evs[i].data.u64 == TAG_HANDBACK) {
+            /* We took the hand-back eventfd before a poller did (or the
+             * pollers are parked): run the list here, as a poller would. */
+            poller_handback_as(ep, NULL, &ep->inline_stats);
+            continue;
+        }
+        item = mark_ready(ep, evs[i].data.u64, evs[i].events, &ep->inline_stats, NULL);
+        if (item != NULL)
+            wfcq_enqueue(&ep->txn_head, &ep->txn_tail, &item->node);
+    }
+    return n;
+}
+
+#ifdef WFC_BENCH_HOOKS
+/*
+ * Benchmark-only (benchmarks/ready_list_bench.c, built with
+ * -DWFC_BENCH_HOOKS): run a poller's hand-off for a registration without the
+ * kernel, so that the ready list itself is what is measured.  The
+ * production build has neither function.
+ */
+uint64_t wfc_ep_bench_tag(wfc_ep *ep, int fd)
+{
+    uint64_t tag = 0;
+    int64_t idx;
+    pthread_mutex_lock(&ep->ctl_lock);
+    idx = map_get(ep, fd);
+    if (idx >= 0) {
+        struct wfc_item *item = slot_lookup(ep, (uint32_t)idx);
+        /* Any order: ctl_lock is held and the generation changes only under it. */
+        tag = make_tag((uint32_t)idx, w_gen(atomic_load_explicit(&item->word, memory_order_relaxed)));
+    }
+    pthread_mutex_unlock(&ep->ctl_lock);
+    return tag;
+}
+
+int wfc_ep_bench_inject(wfc_ep *ep, uint64_t tag, uint32_t events)
+{
+    static _Thread_local struct harvest_stats st;
+    struct wfc_item *item = mark_ready(ep, tag, events, &st, NULL);
+    if (item == NULL)
+        return 0;
+    if (ready_push(ep, item))
+        wake_consumer_if_sleeping(ep, &st);
+    return 1;
+}
+#endif
