@@ -39,6 +39,23 @@ static void unmap_if(wfc_ep *ep, int fd, uint32_t idx)
         ep->fd_map[fd] = 0;
 }
 
+/* ctl_lock held, item registered under tag (its generation checked by the
+ * caller): arm it again in the kernel with EPOLL_CTL_MOD.  If that fails,
+ * the fd was closed (the kernel dropped it) or its number now names a file
+ * that is not registered: the registration is gone, as it would be from a
+ * kernel epoll, and the item is retired. */
+static void rearm_or_retire(wfc_ep *ep, uint32_t idx, struct wfc_item *item, uint64_t tag)
+{
+    struct epoll_event ev = {arm_mask(ep, item), {.u64 = tag}};
+    STAT_ADD(ep->rearms, 1);
+    item->rearm_due = 0;
+    if (epoll_ctl(ep->kfd, EPOLL_CTL_MOD, item->fd, &ev) < 0) {
+        int fd = item->fd;
+        retire_item(ep, idx, item);
+        unmap_if(ep, fd, idx);
+    }
+}
+
 /* ctl_lock held.  Re-arm the level-triggered items delivered by the
  * previous wait: the kernel re-checks their level now. */
 static void rearm_delivered(wfc_ep *ep, bool may_defer)
@@ -103,17 +120,7 @@ static void rearm_delivered(wfc_ep *ep, bool may_defer)
             }
             continue;
         }
-        struct epoll_event ev = {arm_mask(ep, item), {.u64 = tag}};
-        STAT_ADD(ep->rearms, 1);
-        item->rearm_due = 0;
-        if (epoll_ctl(ep->kfd, EPOLL_CTL_MOD, item->fd, &ev) < 0) {
-            /* The fd was closed (the kernel dropped it) or its number now
-             * names a file that is not registered: the registration is
-             * gone, as it would be from a kernel epoll. */
-            int fd = item->fd;
-            retire_item(ep, idx, item);
-            unmap_if(ep, fd, idx);
-        }
+        rearm_or_retire(ep, idx, item, tag);
     }
     ep->nrearm = kept;
     if (hb_first != NULL)

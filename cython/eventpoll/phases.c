@@ -50,20 +50,11 @@ static void unpark_pollers(wfc_ep *ep)
         struct wfc_item *item = slot_lookup(ep, idx);
         /* Relaxed: no poller runs; every other writer holds ctl_lock. */
         unsigned st = w_state(atomic_load_explicit(&item->word, memory_order_relaxed));
-        struct epoll_event ev;
 
         if ((st != ST_IDLE && st != ST_READY) || item->k_oneshot || !level_triggered(item->mask))
             continue;
-        ev.events = arm_mask(ep, item);
-        ev.data.u64 = make_tag(idx, w_gen(atomic_load_explicit(&item->word, memory_order_relaxed)));
-        STAT_ADD(ep->rearms, 1);
-        item->rearm_due = 0;
-        if (epoll_ctl(ep->kfd, EPOLL_CTL_MOD, item->fd, &ev) < 0) {
-            /* Closed behind our back: gone, as from a kernel epoll. */
-            int fd = item->fd;
-            retire_item(ep, idx, item);
-            unmap_if(ep, fd, idx);
-        }
+        rearm_or_retire(ep, idx, item,
+                        make_tag(idx, w_gen(atomic_load_explicit(&item->word, memory_order_relaxed))));
     }
     pthread_mutex_unlock(&ep->ctl_lock);
     pthread_mutex_lock(&ep->park_lock);
