@@ -142,13 +142,13 @@
  *   send and re-arm, and the loop thread runs the Python callbacks.
  *   read    A poller whose event is for reading wins IDLE -> BUSY (only
  *           while no read is held: !W_RFULL), recv()s once into its own
- *           buffer, keeps a copy in item->rbuf/rlen, and ends BUSY with
+ *           buffer, keeps a copy in item->io->rbuf/rlen, and ends BUSY with
  *           W_RFULL set (READY, appended).  The consumer's
  *           wfc_ep_io_take_read() takes it and clears W_RFULL.
- *   write   wfc_ep_io_write() appends to item->outq (ctl_lock's).  At the
+ *   write   wfc_ep_io_write() appends to item->io->outq (ctl_lock's).  At the
  *           next wait, rearm_delivered() takes every such item and every
  *           item delivered last wait (they all need their re-arm) IDLE ->
- *           BUSY, moves outq behind item->flight, and pushes them onto the
+ *           BUSY, moves outq behind item->io->flight, and pushes them onto the
  *           hand-back list (a mutex, once per wait) with one eventfd write
  *           if it was empty.  The poller that gets the eventfd (EPOLLONESHOT,
  *           re-armed after taking the list) sends each flight, re-arms the
@@ -212,7 +212,7 @@
 #define W_STATE_MASK 7ull
 /* Flags of poller-side I/O (POLLER-SIDE I/O); zero for every other item. */
 #define W_IO (1ull << 3)       /* pollers receive and send for this item */
-#define W_RFULL (1ull << 4)    /* item->rbuf/rlen hold a read not taken yet */
+#define W_RFULL (1ull << 4)    /* item->io->rbuf/rlen hold a read not taken yet */
 #define W_MORE (1ull << 5)     /* output was queued while BUSY: hand back again */
 #define W_WROTE (1ull << 6)    /* a send left bytes or an error: consumer settles */
 #define W_FLAGS (W_IO | W_RFULL | W_MORE | W_WROTE)
@@ -263,9 +263,21 @@ struct wfc_item {
                                 * item without it sends only, no re-arm. */
     int out_index;             /* where the wait with stamp out_stamp put it */
     uint64_t out_stamp;
-    /* Poller-side I/O (POLLER-SIDE I/O).  Owned by whoever holds the item
-     * BUSY; otherwise by ctl_lock holders.  `outq` alone is always ctl_lock's
-     * (the consumer queues output there while a poller sends `flight`). */
+    /* Poller-side I/O's state, NULL until the slot's first
+     * wfc_ep_io_enable, then kept with the slot (reused by the fds that
+     * take the slot later) until wfc_ep_destroy: an item that never does
+     * poller-side I/O pays one pointer for it.  Written under ctl_lock
+     * before the release CAS that sets W_IO, so a poller whose acquire
+     * CAS sees W_IO sees it too; never freed while a thread could follow
+     * it. */
+    struct item_io *io;
+};
+
+/* Poller-side I/O (POLLER-SIDE I/O) of one item.  Owned by whoever holds
+ * the item BUSY; otherwise by ctl_lock holders.  `outq` alone is always
+ * ctl_lock's (the consumer queues output there while a poller sends
+ * `flight`). */
+struct item_io {
     char *rbuf;                /* a read's bytes (malloc), when W_RFULL */
     ssize_t rlen;              /* ... its length, 0 for end of file, -errno */
     struct outbox {

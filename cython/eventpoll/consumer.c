@@ -83,7 +83,7 @@ static void rearm_delivered(wfc_ep *ep, bool may_defer)
          * BUSY item with W_IO comes back the same way: delivered, or
          * reported by its owner's W_MORE.) */
         if (may_defer && (w & W_IO) && w_state(w) == ST_IDLE && pollers_active(ep)
-                && !item->hb_deferred && item->outq.len == 0 && item->flight.len == 0) {
+                && !item->hb_deferred && item->io->outq.len == 0 && item->io->flight.len == 0) {
             /* A hand-back with nothing to send, in a wait that will not
              * block (callbacks are pending, as when a stream's reader task
              * was woken and will write in the next iteration): keep it
@@ -97,7 +97,7 @@ static void rearm_delivered(wfc_ep *ep, bool may_defer)
         item->rearm_pending = 0;
         if (w_state(w) != ST_IDLE)
             continue;
-        if ((w & W_IO) && (pollers_active(ep) || item->outq.len > 0 || item->flight.len > 0)) {
+        if ((w & W_IO) && (pollers_active(ep) || item->io->outq.len > 0 || item->io->flight.len > 0)) {
             /* Poller-side I/O: IDLE -> BUSY makes the item ours; acq_rel as
              * in mark_ready (a poller's IDLE -> READY/BUSY may race us). */
             if (!atomic_compare_exchange_strong_explicit(&item->word, &w, w_with_state(w, ST_BUSY),
@@ -105,11 +105,11 @@ static void rearm_delivered(wfc_ep *ep, bool may_defer)
                                                          memory_order_acquire))
                 continue;   /* an event won: it is delivered, then handed back */
             if (io_prepare_flight(item) < 0)
-                item->flight.err = ENOMEM;
+                item->io->flight.err = ENOMEM;
             if (pollers_active(ep)) {
-                item->hb_next = NULL;
+                item->io->hb_next = NULL;
                 if (hb_last != NULL)
-                    hb_last->hb_next = item;
+                    hb_last->io->hb_next = item;
                 else
                     hb_first = item;
                 hb_last = item;

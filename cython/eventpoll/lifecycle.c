@@ -171,8 +171,10 @@ void wfc_ep_destroy(wfc_ep *ep, int in_forked_child)
         struct wfc_item *chunk = atomic_load_explicit(&ep->chunks[c], memory_order_relaxed);
         if (chunk == NULL)
             break;
-        for (uint32_t i = 0; i < CHUNK_SIZE; i++)
+        for (uint32_t i = 0; i < CHUNK_SIZE; i++) {
             io_release(ep, &chunk[i], atomic_load_explicit(&chunk[i].word, memory_order_relaxed));
+            free(chunk[i].io);
+        }
         free(chunk);
     }
     free(ep->pollers);

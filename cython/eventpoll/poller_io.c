@@ -23,18 +23,18 @@ static bool io_receive(wfc_ep *ep, struct wfc_item *item, char *rx)
         return false;
     STAT_ADD(ep->io_reads, 1);
     if (n > 0) {
-        item->rbuf = malloc((size_t)n);
-        if (item->rbuf == NULL) {
+        item->io->rbuf = malloc((size_t)n);
+        if (item->io->rbuf == NULL) {
             /* The bytes are gone from the socket: the connection cannot go
              * on, and the consumer is told why. */
-            item->rlen = -ENOMEM;
+            item->io->rlen = -ENOMEM;
             return true;
         }
-        memcpy(item->rbuf, rx, (size_t)n);
-        item->rlen = n;
+        memcpy(item->io->rbuf, rx, (size_t)n);
+        item->io->rlen = n;
     } else {
-        item->rbuf = NULL;
-        item->rlen = n == 0 ? 0 : -errno;
+        item->io->rbuf = NULL;
+        item->io->rlen = n == 0 ? 0 : -errno;
     }
     return true;
 }
@@ -59,7 +59,7 @@ static bool finish_busy(wfc_ep *ep, struct wfc_item *item, bool received, char *
     if (!received && rx != NULL && (w & W_IO) && !(w & W_RFULL)
             && (w_events(w) & IO_READ_EVENTS) && io_receive(ep, item, rx))
         flags |= W_RFULL;
-    if (item->flight.sent < item->flight.len || item->flight.err != 0)
+    if (item->io->flight.sent < item->io->flight.len || item->io->flight.err != 0)
         flags |= W_WROTE;
     if (flags & W_RFULL) {
         /* Relaxed: the release CAS below orders it before W_RFULL. */
@@ -94,7 +94,7 @@ static bool finish_busy(wfc_ep *ep, struct wfc_item *item, bool received, char *
  */
 static void flush_item(wfc_ep *ep, struct wfc_item *item)
 {
-    struct outbox *o = &item->flight;
+    struct outbox *o = &item->io->flight;
     /* Relaxed: we own the item; its generation cannot change under us. */
     uint64_t w = atomic_load_explicit(&item->word, memory_order_relaxed);
     struct epoll_event ev;
@@ -137,7 +137,7 @@ static void run_handback(wfc_ep *ep, struct wfc_item *list, char *rx, struct har
         struct wfc_item *item = list;
         /* Before finish_busy: after it, the consumer may hand the item
          * back again and rewrite hb_next. */
-        list = item->hb_next;
+        list = item->io->hb_next;
         flush_item(ep, item);
         if (finish_busy(ep, item, false, rx, st))
             found_empty = true;
@@ -165,7 +165,7 @@ static void push_handback(wfc_ep *ep, struct wfc_item *first, struct wfc_item *l
     bool was_empty;
     pthread_mutex_lock(&ep->handback_lock);
     was_empty = ep->handback == NULL;
-    last->hb_next = ep->handback;
+    last->io->hb_next = ep->handback;
     ep->handback = first;
     pthread_mutex_unlock(&ep->handback_lock);
     STAT_ADD(ep->io_handbacks, 1);
@@ -230,16 +230,18 @@ static uint64_t wait_not_busy(wfc_ep *ep, struct wfc_item *item)
  * free what poller-side I/O holds for it. */
 static void io_release(wfc_ep *ep, struct wfc_item *item, uint64_t w)
 {
+    if (item->io == NULL)
+        return;   /* never did poller-side I/O */
     if (w & W_RFULL) {
-        free(item->rbuf);
+        free(item->io->rbuf);
         atomic_fetch_sub_explicit(&ep->reads_held, 1, memory_order_relaxed);
     }
-    item->rbuf = NULL;
-    item->rlen = 0;
-    free(item->flight.buf);
-    free(item->outq.buf);
-    memset(&item->flight, 0, sizeof(item->flight));
-    memset(&item->outq, 0, sizeof(item->outq));
+    item->io->rbuf = NULL;
+    item->io->rlen = 0;
+    free(item->io->flight.buf);
+    free(item->io->outq.buf);
+    memset(&item->io->flight, 0, sizeof(item->io->flight));
+    memset(&item->io->outq, 0, sizeof(item->io->outq));
 }
 
 /* ctl_lock held, item not BUSY: move the queued output behind what is
@@ -247,7 +249,7 @@ static void io_release(wfc_ep *ep, struct wfc_item *item, uint64_t w)
  * both as they were. */
 static int io_prepare_flight(struct wfc_item *item)
 {
-    struct outbox *f = &item->flight, *q = &item->outq;
+    struct outbox *f = &item->io->flight, *q = &item->io->outq;
     if (q->len == 0)
         return 0;
     if (f->len == 0) {
@@ -318,9 +320,12 @@ int wfc_ep_io_enable(wfc_ep *ep, int fd)
     } else if (atomic_load_explicit(&ep->handback_efd, memory_order_relaxed) < 0
                && (r = open_handback(ep)) < 0) {
         ;   /* no hand-back, no poller-side I/O: the consumer does the I/O */
+    } else if (item->io == NULL && (item->io = calloc(1, sizeof(*item->io))) == NULL) {
+        r = -ENOMEM;   /* likewise */
     } else {
-        /* Release: the (empty) buffers are seen by the poller whose
-         * acquire CAS sees W_IO.  A CAS loop: pollers OR bits in. */
+        /* Release: item->io (made above, or kept from an earlier fd of
+         * this slot, whose retirement emptied it) is seen by the poller
+         * whose acquire CAS sees W_IO.  A CAS loop: pollers OR bits in. */
         w = atomic_load_explicit(&item->word, memory_order_relaxed);
         while (!(w & W_IO) && !atomic_compare_exchange_weak_explicit(
                    &item->word, &w, w | W_IO, memory_order_release, memory_order_relaxed))
@@ -375,8 +380,8 @@ int wfc_ep_io_take_read(wfc_ep *ep, int fd, char **buf, ssize_t *len)
         /* With W_RFULL set no poller goes BUSY for a read, and a hand-back
          * needs ctl_lock: rbuf and rlen hold still until we clear it. */
         while (w & W_RFULL) {
-            char *b = item->rbuf;
-            ssize_t n = item->rlen;
+            char *b = item->io->rbuf;
+            ssize_t n = item->io->rlen;
             /* Release: our reads of rbuf/rlen happen before a poller's
              * next read (its IDLE -> BUSY acquire) rewrites them. */
             if (atomic_compare_exchange_weak_explicit(&item->word, &w, w & ~W_RFULL,
@@ -410,7 +415,7 @@ int wfc_ep_io_write(wfc_ep *ep, int fd, const void *data, size_t len)
         r = -ENOENT;
         goto out;
     }
-    q = &item->outq;
+    q = &item->io->outq;
     if (q->cap - q->len < len) {
         size_t cap = q->cap ? q->cap : 4096;
         char *b;
@@ -452,9 +457,9 @@ ssize_t wfc_ep_io_pending(wfc_ep *ep, int fd)
 
     pthread_mutex_lock(&ep->ctl_lock);
     item = item_for_fd(ep, fd);
-    if (item != NULL) {
+    if (item != NULL && item->io != NULL) {
         wait_not_busy(ep, item);
-        n = (ssize_t)(item->flight.len - item->flight.sent + item->outq.len);
+        n = (ssize_t)(item->io->flight.len - item->io->flight.sent + item->io->outq.len);
     }
     pthread_mutex_unlock(&ep->ctl_lock);
     return n;
@@ -470,8 +475,8 @@ int wfc_ep_io_take_writes(wfc_ep *ep, int fd, char **buf, size_t *len, int *err)
     *err = 0;
     pthread_mutex_lock(&ep->ctl_lock);
     item = item_for_fd(ep, fd);
-    if (item != NULL) {
-        struct outbox *f = &item->flight, *q = &item->outq;
+    if (item != NULL && item->io != NULL) {
+        struct outbox *f = &item->io->flight, *q = &item->io->outq;
         size_t n;
         /* Not BUSY afterwards, and only a ctl_lock holder can make it BUSY
          * for a hand-back: both buffers are ours. */
