@@ -3,6 +3,7 @@ selector loop, and the ways it could go wrong: handles built in place,
 coalesced self-pipe wake-ups, the scheduling methods bound per loop, parked
 sock_* readers, the reused read buffer."""
 import asyncio
+import gc
 import socket
 import sys
 import threading
@@ -401,6 +402,130 @@ def _serve_two(loop, Protocol, client_action=None):
         return made, names, result
 
     return loop.run_until_complete(main())
+
+
+def accept_scenario(loop, factory, clients=3):
+    """Serve with ``factory`` and connect ``clients`` sockets at once; each
+    sends b"ping".  Returns (replies, tasks seen in connection_made,
+    exception handler contexts)."""
+    contexts = []
+    loop.set_exception_handler(lambda lp, ctx: contexts.append(ctx))
+
+    async def main():
+        server = await loop.create_server(factory, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        socks = [socket.create_connection(("127.0.0.1", port)) for _ in range(clients)]
+        replies = []
+        try:
+            for s in socks:
+                s.sendall(b"ping")
+            for s in socks:
+                s.setblocking(False)
+                replies.append(await asyncio.wait_for(loop.sock_recv(s, 16), 5))
+        finally:
+            for s in socks:
+                s.close()
+            server.close()
+            await server.wait_closed()
+        return replies
+
+    return loop.run_until_complete(main()), contexts
+
+
+class Echo(asyncio.Protocol):
+    tasks_seen = []
+
+    def connection_made(self, transport):
+        self.transport = transport
+        Echo.tasks_seen.append(sum(
+            1 for task in asyncio.all_tasks()
+            if task.get_coro().__qualname__.endswith("_accept_connection2")))
+
+    def data_received(self, data):
+        self.transport.write(data)
+        self.transport.close()
+
+
+def test_accept_makes_no_task_per_connection(loop):
+    """The compiled accept path makes each connection's protocol and
+    transport at once: no _accept_connection2 task runs while connections
+    arrive (asyncio runs one per connection, and so does wfcloop in debug
+    mode, where it takes asyncio's path)."""
+    for debug, accept_tasks in ((False, [0] * 5), (True, [1] * 5)):
+        loop.set_debug(debug)
+        Echo.tasks_seen = []
+        replies, contexts = accept_scenario(loop, Echo, clients=5)
+        assert replies == [b"ping"] * 5 and not contexts
+        assert [n >= 1 for n in Echo.tasks_seen] == [bool(n) for n in accept_tasks]
+
+
+@pytest.mark.parametrize("debug", [False, True])
+def test_accept_with_a_failing_protocol_factory_as_asyncio(debug, no_leaks):
+    """A protocol factory that raises: outside debug mode the error is
+    dropped and the server goes on serving, as asyncio's; in debug mode
+    asyncio's own path reports it in its words."""
+    def scenario(loop):
+        loop.set_debug(debug)
+        calls = [0]
+
+        def factory():
+            calls[0] += 1
+            if calls[0] == 1:
+                raise ValueError("no protocol today")
+            return Echo()
+
+        contexts = []
+        loop.set_exception_handler(lambda lp, ctx: contexts.append(ctx))
+
+        async def main():
+            server = await loop.create_server(factory, "127.0.0.1", 0)
+            port = server.sockets[0].getsockname()[1]
+            with socket.create_connection(("127.0.0.1", port)) as first:
+                if not debug:
+                    # The server let the socket go.  (In debug mode the
+                    # reported exception's traceback still holds it.)
+                    first.setblocking(False)
+                    dropped = await asyncio.wait_for(loop.sock_recv(first, 16), 5)
+                    assert dropped == b""
+            with socket.create_connection(("127.0.0.1", port)) as second:
+                second.sendall(b"ping")
+                second.setblocking(False)
+                reply = await asyncio.wait_for(loop.sock_recv(second, 16), 5)
+            server.close()
+            await server.wait_closed()
+            return reply
+
+        reply = loop.run_until_complete(main())
+        reported = [(c["message"], type(c.get("exception")).__name__) for c in contexts]
+        contexts.clear()
+        gc.collect()   # the dropped socket, held by the reported traceback
+        return reply, reported
+
+    results = on_each(scenario)
+    expected = (b"ping", [("Error on transport creation for incoming connection",
+                           "ValueError")] if debug else [])
+    for name, got in results.items():
+        assert got == expected, name
+
+
+def test_accept_calls_a_subclass_accept_connection2(no_leaks):
+    """A subclass that overrides _accept_connection2 gets asyncio's path,
+    which calls it for every connection."""
+    seen = []
+
+    class Counting(wfcloop.Loop):
+        async def _accept_connection2(self, protocol_factory, conn, extra, *args, **kwargs):
+            seen.append(extra["peername"][0])
+            return await super()._accept_connection2(protocol_factory, conn, extra,
+                                                     *args, **kwargs)
+
+    loop = Counting(pollers=0)
+    try:
+        replies, contexts = accept_scenario(loop, Echo, clients=2)
+        assert replies == [b"ping"] * 2 and not contexts
+        assert seen == ["127.0.0.1"] * 2
+    finally:
+        loop.close()
 
 
 def test_accepted_transports_extra_info_as_stdlib(no_leaks):

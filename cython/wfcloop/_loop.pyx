@@ -128,6 +128,8 @@ cdef inline double monotonic() noexcept nogil:
 
 
 cdef object socket_type = socket.socket
+SSL_HANDSHAKE_TIMEOUT = asyncio.constants.SSL_HANDSHAKE_TIMEOUT
+SSL_SHUTDOWN_TIMEOUT = asyncio.constants.SSL_SHUTDOWN_TIMEOUT
 # asyncio's own methods, for the paths that keep asyncio's behaviour.
 cdef object base_call_soon = base_events.BaseEventLoop.call_soon
 cdef object base__call_soon = base_events.BaseEventLoop._call_soon
@@ -140,6 +142,7 @@ cdef object base_ensure_fd_no_transport = selector_events.BaseSelectorEventLoop.
 include "loop/run_once.pyx"
 include "loop/handles.pyx"
 include "loop/sock.pyx"
+include "loop/server_accept.pyx"
 include "loop/scheduler.pyx"
 include "loop/base_loop.pyx"
 include "loop/transport_map.pyx"

@@ -164,6 +164,20 @@ class BaseLoop(asyncio.SelectorEventLoop):
     # other add or removal on a parked fd releases it first, so what the
     # selector holds is always what asyncio's would hold.
 
+    def _accept_connection(self, protocol_factory, sock, sslcontext=None,
+                           server=None, backlog=100,
+                           ssl_handshake_timeout=SSL_HANDSHAKE_TIMEOUT,
+                           ssl_shutdown_timeout=SSL_SHUTDOWN_TIMEOUT):
+        """The listening socket's reader: accept up to backlog connections
+        (compiled for plain servers: see accept_plain)."""
+        if accepts_plainly(self, sslcontext):
+            accept_plain(self, protocol_factory, sock, server, backlog,
+                         (ssl_handshake_timeout, ssl_shutdown_timeout))
+        else:
+            base_accept_connection(self, protocol_factory, sock, sslcontext,
+                                   server, backlog, ssl_handshake_timeout,
+                                   ssl_shutdown_timeout)
+
     def _sock_read_done(self, fd, fut, handle=None):
         sock_read_done(self, fd, fut, handle)
 
