@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Micro-benchmarks of the event loops (wfcloop, uvloop, asyncio): the loop's
-own operations, the memory of idle connections, and how the cost of an event
-scales with idle connections.  Each part runs on its own:
+own operations, the memory of idle connections, the rate of accepting, and
+how the cost of an event scales with idle connections.  Each part runs on
+its own:
 
   calls     call_soon (N callbacks), call_later (N timers at random delays
             <= 10 ms), call_soon_threadsafe from another thread, create_task
@@ -11,20 +12,24 @@ scales with idle connections.  Each part runs on its own:
   memory    bytes per idle TCP connection: examples/echo_protocol.py on the
             loop, 10,000 connections from benchmarks/load_client --hold (one
             round trip each, then idle); server VmRSS delta / connections
+  accept    connections per second: 1,000 clients connecting at once to
+            examples/echo_protocol.py (one round trip each), timed until
+            every one has answered
   scaling   cost per event: µs per ping-pong round trip (and server CPU µs
             per request) on 1 active connection, with 1, 100, 1,000, 10,000
             idle connections held open to the same server
 
-Ratios are medians of per-round paired ratios (same round).  Issue 4's
+Ratios are medians of per-round paired ratios (same round).  The project's
 targets are checked and reported met / MISSED: every call test >= uvloop;
 bytes per idle connection <= uvloop's; cost at 10,000 idle connections
 within 20% of the cost at 1 (server CPU time per request; 20% is the
 run-to-run spread of these machines).  call_later's time includes the wait
 for the last timer (at most 10 ms).
 
-    .venv/bin/python benchmarks/micro_bench.py                 # all three, quick
+    .venv/bin/python benchmarks/micro_bench.py                 # all four, quick
     .venv/bin/python benchmarks/micro_bench.py calls --rounds 5
     .venv/bin/python benchmarks/micro_bench.py memory --conns 10000
+    .venv/bin/python benchmarks/micro_bench.py accept --rounds 5
     .venv/bin/python benchmarks/micro_bench.py scaling --idle 1,100,1000,10000
     .venv/bin/python benchmarks/micro_bench.py --full --json out.json
 """
@@ -308,6 +313,51 @@ def part_memory(a, loops, log, log_dir):
     return results, head, rows
 
 
+def part_accept(a, loops, log, log_dir):
+    """Connections per second: a --hold client opens a.accept_conns
+    connections at once (fewer than the examples' backlog of 1,024, so the
+    kernel drops no SYN), each making one 64-byte round trip; the time is
+    from the client's start to its report that every connection answered."""
+    results = []
+    servers = loops + (["c-server"] if not a.no_c_server else [])
+    for rnd in range(a.rounds):
+        k = rnd % len(servers)
+        for loop in servers[k:] + servers[:k]:
+            r = {"loop": loop, "round": rnd, "conns": a.accept_conns}
+            srv = None
+            try:
+                srv = start_server(loop, a, log_dir, "accept")
+                warm, _ = hold(srv.port, 10, a)
+                release(warm)
+                time.sleep(0.2)
+                t0 = time.perf_counter()
+                hp, _ = hold(srv.port, a.accept_conns, a)
+                secs = time.perf_counter() - t0
+                release(hp)
+                r.update(seconds=secs, conns_per_s=a.accept_conns / secs)
+                log(f"[accept] round {rnd + 1} {loop:<9} {r['conns_per_s'] / 1e3:.1f} k "
+                    "connections/s")
+            except (RuntimeError, OSError) as exc:
+                r["why"] = str(exc)
+                log(f"[accept] round {rnd + 1} {loop:<9} FAILED: {exc}")
+            finally:
+                if srv:
+                    srv.stop()
+            results.append(r)
+    rows = []
+    for loop in servers:
+        v = [r["conns_per_s"] for r in results if r["loop"] == loop and "conns_per_s" in r]
+        row = [loop, eb.fmt_rate(statistics.median(v)) if v else "failed"]
+        if loop != "uvloop" and "uvloop" in loops:
+            val, _ = paired_ratio(results, "conns_per_s", loop, "uvloop", ())
+            row.append(eb.fmt_ratio(val))
+        else:
+            row.append("-")
+        rows.append(row)
+    head = [f"server ({a.accept_conns} clients at once)", "connections/s", "×uvloop"]
+    return results, head, rows
+
+
 def part_scaling(a, loops, log, log_dir):
     results = []
     idle = a.idle
@@ -377,7 +427,7 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("parts", nargs="*", metavar="PART",
-                   help="calls, memory, scaling (default: all three)")
+                   help="calls, memory, accept, scaling (default: all four)")
     p.add_argument("--full", action="store_true", help="more rounds and operations")
     p.add_argument("--rounds", type=int, help="rounds for calls and scaling (quick 3, full 7)")
     p.add_argument("--n", type=int, help="operations per call test (quick 100,000)")
@@ -386,7 +436,10 @@ def main(argv=None):
     p.add_argument("--pollers", type=int, help="wfcloop's pollers (default: its default)")
     p.add_argument("--conns", dest="mem_conns", type=int, help="idle connections for memory")
     p.add_argument("--mem-rounds", type=int, help="rounds for memory (quick 1, full 3)")
-    p.add_argument("--no-c-server", action="store_true", help="memory: skip the C reference")
+    p.add_argument("--no-c-server", action="store_true",
+                   help="memory, accept: skip the C reference")
+    p.add_argument("--accept-conns", type=int, default=1000,
+                   help="accept: clients connecting at once (default %(default)s)")
     p.add_argument("--idle", help="idle connection counts for scaling (1,100,1000,10000)")
     p.add_argument("--duration", type=float, help="scaling: measured seconds per run")
     p.add_argument("--warmup", type=float, help="scaling: warm-up seconds per run")
@@ -415,10 +468,10 @@ def main(argv=None):
     for t in a.tests:
         if t not in CALL_TESTS:
             p.error(f"unknown test {t!r}")
-    parts = a.parts or ["calls", "memory", "scaling"]
+    parts = a.parts or ["calls", "memory", "accept", "scaling"]
     for part in parts:
-        if part not in ("calls", "memory", "scaling"):
-            p.error(f"unknown part {part!r} (calls, memory, scaling)")
+        if part not in ("calls", "memory", "accept", "scaling"):
+            p.error(f"unknown part {part!r} (calls, memory, accept, scaling)")
     loops = eb.parse_list(a.loops, str)
     notes = []
     for mod in ("uvloop", "wfcloop"):
@@ -464,6 +517,12 @@ def main(argv=None):
         texts.append(f"memory: examples/echo_protocol.py, VmRSS after {a.mem_conns} idle "
                      f"connections (one 64-byte round trip each) minus before, "
                      f"{a.mem_rounds} round(s)\n" + eb.render_text(head, rows))
+    if "accept" in parts and loops:
+        res, head, rows = part_accept(a, loops, log, log_dir)
+        out["accept"] = res
+        texts.append(f"accept: connections per second, examples/echo_protocol.py, "
+                     f"{a.accept_conns} clients connecting at once (one 64-byte round trip "
+                     f"each), {a.rounds} rounds\n" + eb.render_text(head, rows))
     if "scaling" in parts and loops:
         res, head, rows = part_scaling(a, loops, log, log_dir)
         out["scaling"] = res

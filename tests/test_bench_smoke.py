@@ -68,3 +68,33 @@ def test_poller_io_proto_tiny_run():
     assert set(rows) == {"uvloop", "wfcloop", "proto-inline", "proto-p2"}, p.stdout
     for name, row in rows.items():
         assert "failed" not in row and " k |" in row, (name, row)
+
+
+def test_micro_bench_tiny_run(tmp_path):
+    """micro_bench.py's call, memory and accept parts, tiny: every loop is
+    measured in each (a failed server shows up as a 'why' in its row)."""
+    loops = ["wfcloop", "asyncio"]
+    try:
+        import uvloop  # noqa: F401
+        loops.append("uvloop")
+    except ImportError:
+        pass
+    out = tmp_path / "micro.json"
+    p = subprocess.run(
+        [sys.executable, str(BENCH / "micro_bench.py"), "calls", "memory", "accept",
+         "--rounds", "1", "--n", "2000", "--tests", "call_later,future",
+         "--conns", "50", "--accept-conns", "50", "--loops", ",".join(loops),
+         "--json", str(out)],
+        capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert p.returncode == 0, p.stdout + p.stderr
+    result = json.loads(out.read_text())
+    assert {(r["test"], r["loop"]) for r in result["calls"] if r.get("ops_per_s")} == \
+        {(t, lp) for t in ("call_later", "future") for lp in loops}
+    for part, key in (("memory", "bytes_per_conn"), ("accept", "conns_per_s")):
+        measured = {r["loop"]: r for r in result[part]}
+        assert set(measured) == set(loops) | {"c-server"}, part
+        for name, r in measured.items():
+            # (50 idle connections of the C server fit in pages it had)
+            assert key in r and r[key] >= (0 if part == "memory" else 1), \
+                (part, name, r.get("why"))
+    assert "connections/s" in p.stdout
