@@ -250,7 +250,9 @@ static inline uint64_t make_tag(uint32_t idx, uint32_t gen) { return ((uint64_t)
 struct wfc_item {
     struct wfcq_node node;     /* ready/transaction list link: pollers + consumer */
     _Atomic uint64_t word;     /* generation | pending | state: pollers + consumer */
-    /* Below: ctl_lock only; never read by a poller. */
+    /* Below: ctl_lock's, except that the thread holding the item BUSY
+     * (POLLER-SIDE I/O) reads `fd` and follows `io`: removal and
+     * modification wait BUSY out, so neither changes under it. */
     int fd;
     uint32_t mask;             /* the user's event mask, flags included */
     uint64_t data;
@@ -406,7 +408,8 @@ struct wfc_ep {
 /* Used by a part before the part that defines it. */
 static void schedule_rearm(wfc_ep *ep, uint32_t idx, struct wfc_item *item, uint32_t gen);
 
-/* The core, one concern per file (section names as in the comments above). */
+/* The core, one concern per file (each keeps the section divider it had
+ * when this was one file). */
 #include "eventpoll/items.c"
 #include "eventpoll/poller_io.c"
 #include "eventpoll/pollers.c"

@@ -1,10 +1,12 @@
 # cython: language_level=3
-"""The event loop's compiled hot paths: run-once, I/O dispatch and the
-socket transport's read and write.
+"""The event loop's compiled hot paths: run-once and I/O dispatch, the
+scheduler and its timer heap, the sock_* waits, plain servers' accept, and
+the socket transport's read and write (with poller-side I/O).  One
+extension module, one file per concern in loop/ (listed at the end).
 
 ``wfcloop.Loop`` keeps asyncio's own API surface (``BaseSelectorEventLoop``:
-argument checks, servers, SSL, subprocesses, sock_* methods) and replaces
-what runs per event:
+argument checks, TLS servers, SSL, subprocesses, sock_* methods) and
+replaces what runs per event:
 
 * ``_run_once`` polls the EventPoll straight into a reused C event array
   (no selector key list, no per-poll allocation), turns each event into the
@@ -14,6 +16,9 @@ what runs per event:
 * ``SocketTransport`` reads into one reused buffer (asyncio's transport
   asks ``recv`` for 256 KiB, which glibc serves with an mmap, mremap and
   munmap per read) and sends in C when its write buffer is empty.
+* A plain (not TLS) server outside debug mode accepts in C
+  (``loop/server_accept.pyx``): each connection's protocol and transport
+  are made at once, without a Task per connection.
 
 Callbacks are scheduled as asyncio's own Handle and TimerHandle objects; in
 debug mode they are made by asyncio's code (which records where), and slow
