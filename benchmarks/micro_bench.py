@@ -270,35 +270,50 @@ def start_server(loop, a, log_dir, tag):
     return srv
 
 
-def part_memory(a, loops, log, log_dir):
+def server_rounds(part, rounds, servers, a, log, log_dir, measure):
+    """Run ``measure(srv)`` on a fresh examples/echo_protocol.py server of
+    each of ``servers``, ``rounds`` times, the order rotating from round to
+    round.  measure returns (fields for the result, a line for the log).
+    Returns the results, one dict per run ('why' where it failed)."""
     results = []
-    servers = loops + (["c-server"] if not a.no_c_server else [])
-    for rnd in range(a.mem_rounds):
+    for rnd in range(rounds):
         k = rnd % len(servers)
         for loop in servers[k:] + servers[:k]:
-            r = {"loop": loop, "round": rnd, "conns": a.mem_conns}
+            r = {"loop": loop, "round": rnd}
             srv = None
             try:
-                srv = start_server(loop, a, log_dir, "memory")
-                warm, _ = hold(srv.port, 10, a)   # first-connection allocations
-                release(warm)
-                time.sleep(0.3)
-                base = rss_kib(srv.proc.pid)
-                hp, _ = hold(srv.port, a.mem_conns, a)
-                time.sleep(0.5)
-                held = rss_kib(srv.proc.pid)
-                release(hp)
-                r.update(rss_base_kib=base, rss_held_kib=held,
-                         bytes_per_conn=(held - base) * 1024 / a.mem_conns)
-                log(f"[memory] round {rnd + 1} {loop:<9} RSS {base} -> {held} KiB: "
-                    f"{r['bytes_per_conn']:.0f} bytes per idle connection")
+                srv = start_server(loop, a, log_dir, part)
+                fields, line = measure(srv)
+                r.update(fields)
+                log(f"[{part}] round {rnd + 1} {loop:<9} {line}")
             except (RuntimeError, OSError) as exc:
                 r["why"] = str(exc)
-                log(f"[memory] round {rnd + 1} {loop:<9} FAILED: {exc}")
+                log(f"[{part}] round {rnd + 1} {loop:<9} FAILED: {exc}")
             finally:
                 if srv:
                     srv.stop()
             results.append(r)
+    return results
+
+
+def part_memory(a, loops, log, log_dir):
+    servers = loops + (["c-server"] if not a.no_c_server else [])
+
+    def measure(srv):
+        warm, _ = hold(srv.port, 10, a)   # first-connection allocations
+        release(warm)
+        time.sleep(0.3)
+        base = rss_kib(srv.proc.pid)
+        hp, _ = hold(srv.port, a.mem_conns, a)
+        time.sleep(0.5)
+        held = rss_kib(srv.proc.pid)
+        release(hp)
+        per_conn = (held - base) * 1024 / a.mem_conns
+        return (dict(conns=a.mem_conns, rss_base_kib=base, rss_held_kib=held,
+                     bytes_per_conn=per_conn),
+                f"RSS {base} -> {held} KiB: {per_conn:.0f} bytes per idle connection")
+
+    results = server_rounds("memory", a.mem_rounds, servers, a, log, log_dir, measure)
     rows = []
     for loop in servers:
         v = [r["bytes_per_conn"] for r in results if r["loop"] == loop and "bytes_per_conn" in r]
@@ -318,32 +333,21 @@ def part_accept(a, loops, log, log_dir):
     connections at once (fewer than the examples' backlog of 1,024, so the
     kernel drops no SYN), each making one 64-byte round trip; the time is
     from the client's start to its report that every connection answered."""
-    results = []
     servers = loops + (["c-server"] if not a.no_c_server else [])
-    for rnd in range(a.rounds):
-        k = rnd % len(servers)
-        for loop in servers[k:] + servers[:k]:
-            r = {"loop": loop, "round": rnd, "conns": a.accept_conns}
-            srv = None
-            try:
-                srv = start_server(loop, a, log_dir, "accept")
-                warm, _ = hold(srv.port, 10, a)
-                release(warm)
-                time.sleep(0.2)
-                t0 = time.perf_counter()
-                hp, _ = hold(srv.port, a.accept_conns, a)
-                secs = time.perf_counter() - t0
-                release(hp)
-                r.update(seconds=secs, conns_per_s=a.accept_conns / secs)
-                log(f"[accept] round {rnd + 1} {loop:<9} {r['conns_per_s'] / 1e3:.1f} k "
-                    "connections/s")
-            except (RuntimeError, OSError) as exc:
-                r["why"] = str(exc)
-                log(f"[accept] round {rnd + 1} {loop:<9} FAILED: {exc}")
-            finally:
-                if srv:
-                    srv.stop()
-            results.append(r)
+
+    def measure(srv):
+        warm, _ = hold(srv.port, 10, a)
+        release(warm)
+        time.sleep(0.2)
+        t0 = time.perf_counter()
+        hp, _ = hold(srv.port, a.accept_conns, a)
+        secs = time.perf_counter() - t0
+        release(hp)
+        rate = a.accept_conns / secs
+        return (dict(conns=a.accept_conns, seconds=secs, conns_per_s=rate),
+                f"{rate / 1e3:.1f} k connections/s")
+
+    results = server_rounds("accept", a.rounds, servers, a, log, log_dir, measure)
     rows = []
     for loop in servers:
         v = [r["conns_per_s"] for r in results if r["loop"] == loop and "conns_per_s" in r]
