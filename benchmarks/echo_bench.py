@@ -18,13 +18,13 @@ Servers (each a fresh subprocess per run, started with --port 0, killed after):
                     (the seed's design); ...-io sets WFCLOOP_POLLER_IO=1
   uvloop            examples/echo_<mode>.py --loop uvloop
   asyncio           examples/echo_<mode>.py --loop asyncio
-  c-server          benchmarks/c_echo_server.c: one thread, epoll (the limit)
+  c-server          benchmarks/tools/c_echo_server.c: one thread, epoll (the limit)
 
 Modes: protocol (asyncio.Protocol), buffered (BufferedProtocol), streams
 (StreamReader/Writer), sock (loop.sock_recv/sock_sendall), and with --http
 the aiohttp example (examples/http_aiohttp.py) under wrk.
 
-Client: benchmarks/load_client.c, N connections ping-ponging messages of
+Client: benchmarks/tools/load_client.c, N connections ping-ponging messages of
 one size over T threads (--threads, default 1), each with its own epoll;
 req/s, p50/p99 latency, errors.  Both C programs are built with cc -O2 into
 benchmarks/build/ (ignored by git).
@@ -76,8 +76,8 @@ RESULTS_MD = BENCH_DIR / "RESULTS.md"
 CLIENT = BUILD_DIR / "load_client"
 C_SERVER = BUILD_DIR / "c_echo_server"
 C_PROGRAMS = {
-    CLIENT: (BENCH_DIR / "load_client.c", ["-pthread"]),
-    C_SERVER: (BENCH_DIR / "c_echo_server.c", []),
+    CLIENT: (BENCH_DIR / "tools" / "load_client.c", ["-pthread"]),
+    C_SERVER: (BENCH_DIR / "tools" / "c_echo_server.c", []),
 }
 CFLAGS = ["-O2", "-Wall", "-Wextra", "-std=gnu11"]
 
@@ -911,7 +911,7 @@ def main(argv=None):
         f"{info['cpu_model']}; Python {info['python']}, kernel {info['kernel']}; "
         f"wfcloop {info['wfcloop']} (git {info['git']}), uvloop {info['uvloop']}",
         f"{a.rounds} rounds x {a.duration:g} s (+{a.warmup:g} s warm-up) per run, client: "
-        f"benchmarks/load_client.c, {a.threads} thread(s); took {elapsed:.0f} s; "
+        f"benchmarks/tools/load_client.c, {a.threads} thread(s); took {elapsed:.0f} s; "
         f"other processes used a median {others if others is not None else '?'} CPUs "
         f"during the runs",
         "req/s, CPU, latency: medians over rounds. ×uvloop, ×asyncio and targets: medians of "

@@ -10,7 +10,7 @@ its own:
             (create_future, call_soon(set_result), await); operations/s,
             each (test, loop) in a fresh process, loops alternating per round
   memory    bytes per idle TCP connection: examples/echo_protocol.py on the
-            loop, 10,000 connections from benchmarks/load_client --hold (one
+            loop, 10,000 connections from benchmarks/tools/load_client.c --hold (one
             round trip each, then idle); server VmRSS delta / connections
   accept    connections per second: 1,000 clients connecting at once to
             examples/echo_protocol.py (one round trip each), timed until

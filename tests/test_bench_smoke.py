@@ -1,7 +1,7 @@
 """benchmarks/: the C load client and C echo server build without warnings,
 and echo_bench.py runs a tiny matrix end to end (1 round, 0.5 s, protocol
 mode) with every server answering and the client seeing no errors; so does
-poller_io_proto.py, the poller-side I/O prototype (inline and 2 pollers).
+micro_bench.py's call, memory and accept parts.
 
 Never asserts timings or ratios: only that each server was measured."""
 import json
@@ -21,7 +21,7 @@ pytestmark = pytest.mark.skipif(shutil.which("cc") is None, reason="needs a C co
 @pytest.mark.parametrize("src", ["load_client.c", "c_echo_server.c"])
 def test_c_programs_compile_without_warnings(src, tmp_path):
     p = subprocess.run(["cc", "-O2", "-Wall", "-Wextra", "-std=gnu11", "-pthread",
-                        str(BENCH / src), "-o", str(tmp_path / "prog")],
+                        str(BENCH / "tools" / src), "-o", str(tmp_path / "prog")],
                        capture_output=True, text=True, timeout=60)
     assert p.returncode == 0, p.stderr
     assert "warning" not in p.stderr, p.stderr
@@ -50,24 +50,6 @@ def test_echo_bench_tiny_run(tmp_path):
         assert r["errors"] == 0, (name, r.get("error"))
         assert r["conns_alive"] == 10, name
     assert "cell" in p.stdout and "req/s" in p.stdout  # the table was printed
-
-
-def test_poller_io_proto_tiny_run():
-    """The prototype echoes correctly both ways (the C client counts any
-    wrong byte as an error, and a server with errors has no rate)."""
-    pytest.importorskip("uvloop")
-    p = subprocess.run(
-        [sys.executable, str(BENCH / "poller_io_proto.py"), "--pollers", "2", "--rounds", "1",
-         "--duration", "0.5", "--warmup", "0.1", "--conns", "10"],
-        capture_output=True, text=True, timeout=120)
-    assert p.returncode == 0, p.stdout + p.stderr
-    assert "-Wextra" in p.stderr or "build:" not in p.stderr
-    assert "warning" not in p.stderr, p.stderr
-    rows = {line.split("|")[1].strip(): line for line in p.stdout.splitlines()
-            if line.startswith("| ") and "server" not in line}
-    assert set(rows) == {"uvloop", "wfcloop", "proto-inline", "proto-p2"}, p.stdout
-    for name, row in rows.items():
-        assert "failed" not in row and " k |" in row, (name, row)
 
 
 def test_micro_bench_tiny_run(tmp_path):

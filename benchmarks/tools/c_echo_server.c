@@ -13,7 +13,7 @@
  * Prints "listening on HOST:PORT (c-server)" like examples/_common.py once it
  * accepts connections; SIGTERM or SIGINT ends it with exit code 0.
  *
- * Build: cc -O2 -Wall -Wextra -std=gnu11 benchmarks/c_echo_server.c \
+ * Build: cc -O2 -Wall -Wextra -std=gnu11 benchmarks/tools/c_echo_server.c \
  *            -o benchmarks/build/c_echo_server
  */
 #define _GNU_SOURCE

@@ -36,7 +36,7 @@
  * Exit status: 0 ok, 1 setup or connect failure (message on stderr), 2 usage,
  * 3 the run finished but with errors (the JSON line is still printed).
  *
- * Build: cc -O2 -Wall -Wextra -std=gnu11 -pthread benchmarks/load_client.c \
+ * Build: cc -O2 -Wall -Wextra -std=gnu11 -pthread benchmarks/tools/load_client.c \
  *            -o benchmarks/build/load_client
  * (benchmarks/echo_bench.py does this and drives the runs).
  */
