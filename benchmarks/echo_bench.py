@@ -44,6 +44,8 @@ about 20%: use --rounds 5 or more for figures worth quoting.
     .venv/bin/python benchmarks/echo_bench.py --modes protocol --sizes 1024,10240 \\
         --conns 10,100 --rounds 5 --duration 3 --json out.json --png out.png
     .venv/bin/python benchmarks/echo_bench.py --http       # adds the aiohttp row (needs wrk)
+    .venv/bin/python benchmarks/echo_bench.py --build before=../old/.venv/bin/python \\
+        --servers wfcloop,before:wfcloop,uvloop --rounds 5   # two builds in the same rounds
 """
 from __future__ import annotations
 
@@ -264,7 +266,16 @@ def median(xs):
 # --------------------------------------------------------------------------
 
 def server_command(server, mode, a):
-    """argv for a server variant in a mode, or None for an unknown name."""
+    """argv for a server variant in a mode, or None for an unknown name.
+    ``BUILD:variant`` runs the variant with the interpreter that --build
+    named BUILD (another build of wfcloop, for an A/B in one run)."""
+    build, sep, variant = server.rpartition(":")
+    if sep:
+        python = dict(getattr(a, "build", None) or ()).get(build)
+        argv = server_command(variant, mode, a) if python else None
+        if argv is None or variant in ("c-server",):
+            return None
+        return [python if x == sys.executable else x for x in argv]
     if server == "c-server":
         return [str(C_SERVER), "--host", a.host, "--port", "0"]
     script = HTTP_APP if mode == "http" else EXAMPLES / MODES[mode]
@@ -747,6 +758,14 @@ def write_results_section(md, section):
 # main
 # --------------------------------------------------------------------------
 
+def build_arg(text):
+    """--build NAME=PYTHON -> (NAME, PYTHON)."""
+    name, sep, python = text.partition("=")
+    if not sep or not name or not python or ":" in name:
+        raise argparse.ArgumentTypeError(f"expected NAME=PYTHON, got {text!r}")
+    return name, python
+
+
 def parse_list(s, conv=int):
     return [conv(x) for x in str(s).split(",") if x.strip()]
 
@@ -769,6 +788,10 @@ def main(argv=None):
                         "pollers, adaptive), wfcloop-pK-pinned (WFCLOOP_ADAPTIVE=0), "
                         "any of them with -noio or -io (WFCLOOP_POLLER_IO=0/1), "
                         "uvloop, asyncio, c-server (default: %(default)s)")
+    p.add_argument("--build", action="append", type=build_arg, metavar="NAME=PYTHON",
+                   help="another build's interpreter (a venv with that wfcloop installed): "
+                        "servers NAME:wfcloop, NAME:wfcloop-pollers, ... run on it, so "
+                        "two builds are compared in the same rounds (repeatable)")
     p.add_argument("--modes", help="comma-separated: " + ", ".join(MODES)
                    + " (quick: protocol,streams,sock)")
     p.add_argument("--sizes", help="message sizes in bytes, comma-separated (quick 1024)")

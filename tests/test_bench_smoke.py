@@ -28,7 +28,9 @@ def test_c_programs_compile_without_warnings(src, tmp_path):
 
 
 def test_echo_bench_tiny_run(tmp_path):
-    servers = ["asyncio", "wfcloop", "c-server"]
+    # same:wfcloop: wfcloop run by the interpreter --build names (an A/B of
+    # two builds in one run; here the same one)
+    servers = ["asyncio", "wfcloop", "c-server", "same:wfcloop"]
     try:
         import uvloop  # noqa: F401
         servers.append("uvloop")
@@ -38,7 +40,8 @@ def test_echo_bench_tiny_run(tmp_path):
     p = subprocess.run(
         [sys.executable, str(BENCH / "echo_bench.py"), "--rounds", "1", "--duration", "0.5",
          "--warmup", "0.1", "--modes", "protocol", "--sizes", "1024", "--conns", "10",
-         "--servers", ",".join(servers), "--json", str(out), "--no-png"],
+         "--servers", ",".join(servers), "--build", f"same={sys.executable}",
+         "--json", str(out), "--no-png"],
         capture_output=True, text=True, timeout=60, cwd=tmp_path)
     assert p.returncode == 0, p.stdout + p.stderr
     result = json.loads(out.read_text())
