@@ -22,7 +22,12 @@ Servers (each a fresh subprocess per run, started with --port 0, killed after):
 
 Modes: protocol (asyncio.Protocol), buffered (BufferedProtocol), streams
 (StreamReader/Writer), sock (loop.sock_recv/sock_sendall), and with --http
-the aiohttp example (examples/http_aiohttp.py) under wrk.
+the HTTP stacks under wrk (-t1, keep-alive, 100 connections): a bare
+asyncio.Protocol server (examples/http_raw.py), uvicorn + httptools
+(examples/http_uvicorn.py) and aiohttp (examples/http_aiohttp.py), each plain
+and over TLS (a certificate made at run time with trustme, else openssl),
+plus raw over TLS with 64 KiB responses and with a new TLS connection per
+request (wrk -H 'Connection: close': handshakes per second).
 
 Client: benchmarks/tools/load_client.c, N connections ping-ponging messages of
 one size over T threads (--threads, default 1), each with its own epoll;
@@ -43,7 +48,9 @@ about 20%: use --rounds 5 or more for figures worth quoting.
     .venv/bin/python benchmarks/echo_bench.py --full       # the whole matrix + pollers table
     .venv/bin/python benchmarks/echo_bench.py --modes protocol --sizes 1024,10240 \\
         --conns 10,100 --rounds 5 --duration 3 --json out.json --png out.png
-    .venv/bin/python benchmarks/echo_bench.py --http       # adds the aiohttp row (needs wrk)
+    .venv/bin/python benchmarks/echo_bench.py --http       # adds the HTTP rows (needs wrk:
+                                                           # scripts/install-wrk.sh)
+    .venv/bin/python benchmarks/echo_bench.py --http-only --http-apps raw,uvicorn
     .venv/bin/python benchmarks/echo_bench.py --build before=../old/.venv/bin/python \\
         --servers wfcloop,before:wfcloop,uvloop --rounds 5   # two builds in the same rounds
 """
@@ -89,7 +96,17 @@ MODES = {
     "streams": "echo_streams.py",
     "sock": "echo_sock.py",
 }
-HTTP_APP = EXAMPLES / "http_aiohttp.py"
+# --http: the HTTP stacks, each an example server that takes --certfile/--keyfile
+HTTP_APPS = {
+    "raw": EXAMPLES / "http_raw.py",          # asyncio.Protocol, no framework
+    "uvicorn": EXAMPLES / "http_uvicorn.py",  # uvicorn + httptools, raw ASGI hello
+    "aiohttp": EXAMPLES / "http_aiohttp.py",  # aiohttp.web hello
+}
+# What each stack needs besides the loop.
+HTTP_NEEDS = {"raw": (), "uvicorn": ("uvicorn", "httptools"), "aiohttp": ("aiohttp",)}
+# Extra raw-over-TLS rows: 64 KiB responses, and a new connection (a TLS
+# handshake) per request.
+HTTP_EXTRA = ("https-raw-64k", "https-raw-close")
 # Other processes' median CPU use during the runs above which the table
 # carries a warning.
 BUSY_OTHERS_CPUS = 0.5
@@ -125,7 +142,12 @@ def targets_for(cell, server):
     server CPU-second, paired ratio to uvloop's)."""
     mode, size, conns = cell["mode"], cell["size"], cell["conns"]
     out = []
-    if server == "wfcloop":
+    if server == "wfcloop" and is_http(mode):
+        # issue 15: TLS stacks >= 1.1x uvloop (64 KiB responses and
+        # handshakes per second >= 1x); plaintext stacks stay >= 1x
+        app, tls, path, close = http_mode(mode)
+        out.append(("xuv", "uvloop", 1.1 if tls and path == "/" and not close else 1.0))
+    elif server == "wfcloop":
         if mode in ("protocol", "buffered") and conns in (10, 100):
             out.append(("xuv", "uvloop", 1.0 if size >= 100 * 1024 else 1.1))
             out.append(("xC", "c-server", 0.9))
@@ -133,10 +155,10 @@ def targets_for(cell, server):
             out.append(("xuv", "uvloop", 1.3))
         elif mode == "sock":
             out.append(("xuv", "uvloop", 2.5))
-        if mode != "http":
+        if not is_http(mode):
             out.append(("eff", "eff", 1.0))
     elif server == "wfcloop-pollers" or server.startswith("wfcloop-p"):
-        if conns == 100 and mode != "http":
+        if conns == 100 and not is_http(mode):
             out.append(("xuv", "uvloop", 1.0))
     return out
 
@@ -250,9 +272,21 @@ def fmt_size(n):
     return f"{n // 1024} KiB" if n % 1024 == 0 else f"{n} B"
 
 
+def is_http(mode):
+    """Whether a mode is one of --http's (http-APP, https-APP[-64k|-close])."""
+    return mode.startswith("http")
+
+
+def http_mode(mode):
+    """http-APP / https-APP[-64k|-close] -> (app, tls, path, close)."""
+    scheme, _, rest = mode.partition("-")
+    app, _, variant = rest.partition("-")
+    return app, scheme == "https", "/64k" if variant == "64k" else "/", variant == "close"
+
+
 def cell_name(cell):
-    if cell["mode"] == "http":
-        return f"http {cell['conns']}c"
+    if is_http(cell["mode"]):
+        return f"{cell['mode']} {cell['conns']}c"
     return f"{cell['mode']} {fmt_size(cell['size'])} {cell['conns']}c"
 
 
@@ -278,10 +312,19 @@ def server_command(server, mode, a):
         return [python if x == sys.executable else x for x in argv]
     if server == "c-server":
         return [str(C_SERVER), "--host", a.host, "--port", "0"]
-    script = HTTP_APP if mode == "http" else EXAMPLES / MODES[mode]
-    if mode == "http" and a.http_app:
-        script = Path(a.http_app)
-    base = [sys.executable, str(script), "--host", a.host, "--port", "0"]
+    tls_args = []
+    if is_http(mode):
+        app, tls, _, _ = http_mode(mode)
+        script = HTTP_APPS.get(app)
+        if script is None:
+            return None
+        if app == "aiohttp" and a.http_app:
+            script = Path(a.http_app)
+        if tls:
+            tls_args = ["--certfile", str(a.tls_cert), "--keyfile", str(a.tls_key)]
+    else:
+        script = EXAMPLES / MODES[mode]
+    base = [sys.executable, str(script), "--host", a.host, "--port", "0", *tls_args]
     if server == "wfcloop":
         return base + ["--loop", "wfcloop"]
     if server == "wfcloop-pollers":
@@ -429,9 +472,12 @@ WRK_LAT = re.compile(r"^\s*(50|90|99)(?:\.0+)?%\s+([\d.]+)(us|ms|s)\s*$")
 def run_wrk(server, cell, a):
     """wrk against the HTTP app: warm-up run, then the measured run with
     server CPU sampled before and after."""
-    url = f"http://{a.host}:{server.port}/"
+    _, tls, path, close = http_mode(cell["mode"])
+    url = f"{'https' if tls else 'http'}://{a.host}:{server.port}{path}"
     threads = max(1, min(a.threads, cell["conns"]))
     base = ["wrk", "-t", str(threads), "-c", str(cell["conns"]), "--latency"]
+    if close:   # a new connection (and TLS handshake) per request
+        base += ["-H", "Connection: close"]
     if a.warmup > 0:
         subprocess.run(base + ["-d", f"{max(1, round(a.warmup))}s", url],
                        capture_output=True, text=True, timeout=a.warmup + 30)
@@ -486,7 +532,7 @@ def measure(server_name, cell, a, log_dir):
         return res
     res["server_says"] = srv.what
     try:
-        if cell["mode"] == "http":
+        if is_http(cell["mode"]):
             res.update(run_wrk(srv, cell, a))
         else:
             res.update(run_client(srv, cell, a))
@@ -758,6 +804,57 @@ def write_results_section(md, section):
 # main
 # --------------------------------------------------------------------------
 
+def make_http_cells(a, notes, log_dir):
+    """The --http cells that can run here (a note says why any is left
+    out), and the TLS certificate they need, made under log_dir."""
+    if shutil.which("wrk") is None:
+        notes.append("wrk is not installed: HTTP rows skipped (scripts/install-wrk.sh)")
+        progress("note: " + notes[-1])
+        return []
+    apps = parse_list(a.http_apps, str)
+    kinds = parse_list(a.http_tls, str)
+    for name in apps:
+        if name not in HTTP_APPS:
+            raise SystemExit(f"echo_bench: unknown HTTP app {name!r} "
+                             f"(choose from {', '.join(HTTP_APPS)})")
+    for kind in kinds:
+        if kind not in ("plain", "tls"):
+            raise SystemExit(f"echo_bench: --http-tls takes plain and/or tls, not {kind!r}")
+    modes = []
+    for name in apps:
+        missing = [m for m in HTTP_NEEDS[name] if not module_available(m)]
+        if missing and not (name == "aiohttp" and a.http_app):
+            notes.append(f"{name} row skipped: pip install {' '.join(missing)}")
+            progress("note: " + notes[-1])
+            continue
+        modes += [f"{'https' if k == 'tls' else 'http'}-{name}" for k in kinds]
+    if "https-raw" in modes:
+        modes += list(HTTP_EXTRA)
+    if any(http_mode(m)[1] for m in modes):
+        a.tls_cert, a.tls_key = make_certificate(log_dir / "tls")
+    return [dict(mode=m, size=0, conns=c) for m in modes for c in parse_list(a.http_conns)]
+
+
+def make_certificate(directory):
+    """A throw-away certificate for 127.0.0.1 and localhost, and its key
+    (PEM): trustme's if it is installed, else openssl's (self-signed)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    cert, key = directory / "cert.pem", directory / "key.pem"
+    try:
+        import trustme
+    except ImportError:
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                        "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1",
+                        "-subj", "/CN=localhost", "-keyout", str(key), "-out", str(cert),
+                        "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1,IP:::1"],
+                       check=True, capture_output=True)
+        return cert, key
+    issued = trustme.CA().issue_cert("localhost", "127.0.0.1", "::1")
+    issued.private_key_pem.write_to_path(str(key))
+    issued.cert_chain_pems[0].write_to_path(str(cert))
+    return cert, key
+
+
 def build_arg(text):
     """--build NAME=PYTHON -> (NAME, PYTHON)."""
     name, sep, python = text.partition("=")
@@ -807,8 +904,14 @@ def main(argv=None):
                         "--full)")
     p.add_argument("--no-pollers-table", action="store_true", help="skip it under --full")
     p.add_argument("--http", action="store_true",
-                   help="also run examples/http_aiohttp.py under wrk (wfcloop, uvloop, asyncio)")
-    p.add_argument("--http-only", action="store_true", help="run only the HTTP row")
+                   help="also run the HTTP stacks under wrk (wfcloop, uvloop, asyncio): "
+                        "raw asyncio.Protocol, uvicorn+httptools, aiohttp, plain and TLS")
+    p.add_argument("--http-only", action="store_true", help="run only the HTTP rows")
+    p.add_argument("--http-apps", default=",".join(HTTP_APPS),
+                   help="HTTP stacks, comma-separated (default: %(default)s)")
+    p.add_argument("--http-tls", default="plain,tls",
+                   help="plain, tls or both (default: %(default)s; tls adds raw with "
+                        "64 KiB responses and with a handshake per request)")
     p.add_argument("--http-app", help="HTTP app to run instead of examples/http_aiohttp.py")
     p.add_argument("--http-conns", default="100", help="wrk connections (default 100)")
     p.add_argument("--host", default="127.0.0.1")
@@ -890,18 +993,8 @@ def main(argv=None):
     cells = [dict(mode=m, size=s, conns=c) for m in modes for s in sizes for c in conns]
     http_cells, http_servers = [], []
     if a.http:
-        if a.http_app is None and not HTTP_APP.exists():
-            notes.append(f"{HTTP_APP.relative_to(ROOT)} not found: HTTP row skipped")
-        elif shutil.which("wrk") is None:
-            notes.append("wrk is not installed: HTTP row skipped (Debian/Ubuntu: "
-                         "apt-get install -y wrk)")
-        elif a.http_app is None and not module_available("aiohttp"):
-            notes.append("aiohttp is not installed (pip install aiohttp): HTTP row skipped")
-        else:
-            http_cells = [dict(mode="http", size=0, conns=c) for c in parse_list(a.http_conns)]
-            http_servers = [s for s in servers if s != "c-server"]
-        if not http_cells:
-            progress("note: " + notes[-1])
+        http_cells = make_http_cells(a, notes, log_dir)
+        http_servers = [s for s in servers if s != "c-server"]
     pcells, pservers = [], []
     ptab = None
     if do_pollers and module_available("wfcloop"):

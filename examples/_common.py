@@ -14,6 +14,7 @@ import asyncio
 import os
 import signal
 import socket
+import ssl
 import sys
 import tempfile
 
@@ -54,6 +55,22 @@ def make_parser(description, *, port=None, client=False):
     return parser
 
 
+def add_tls_options(parser):
+    """--certfile and --keyfile: serve TLS with this certificate and key
+    (PEM files; both or neither)."""
+    parser.add_argument("--certfile", help="serve TLS with this certificate (PEM)")
+    parser.add_argument("--keyfile", help="the certificate's private key (PEM)")
+
+
+def server_ssl_context(args):
+    """The server's SSLContext for --certfile/--keyfile, or None (plain)."""
+    if not getattr(args, "certfile", None):
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(args.certfile, args.keyfile)
+    return context
+
+
 def parse_args(parser, argv=None):
     """Parse the command line; usage errors exit with code 2."""
     args = parser.parse_args(argv)
@@ -61,6 +78,8 @@ def parse_args(parser, argv=None):
         parser.error("--pollers only applies to --loop wfcloop")
     if args.pollers is not None and args.pollers < 0:
         parser.error("--pollers must be 0 or more")
+    if bool(getattr(args, "certfile", None)) != bool(getattr(args, "keyfile", None)):
+        parser.error("--certfile and --keyfile go together")
     if args.loop != "asyncio":
         try:
             __import__(args.loop)

@@ -3,6 +3,7 @@
     python examples/http_aiohttp.py                        # 127.0.0.1:8080, wfcloop
     python examples/http_aiohttp.py --port 0 --pollers 2   # any free port
     python examples/http_aiohttp.py --loop asyncio         # or --loop uvloop
+    python examples/http_aiohttp.py --certfile c.pem --keyfile k.pem   # HTTPS
     python examples/http_client_aiohttp.py --port 8080     # talk to it
     wrk -c 64 -d 10 http://127.0.0.1:8080/                 # load it
 
@@ -131,7 +132,7 @@ async def main(args):
     await runner.setup()
     try:
         sock = listening_socket(args.host, args.port)
-        site = web.SockSite(runner, sock)
+        site = web.SockSite(runner, sock, ssl_context=_common.server_ssl_context(args))
         await site.start()
         _common.announce([sock])
         await stop.wait()
@@ -141,4 +142,5 @@ async def main(args):
 
 if __name__ == "__main__":
     parser = _common.make_parser("aiohttp web application", port=8080)
+    _common.add_tls_options(parser)
     raise SystemExit(_common.run(main, _common.parse_args(parser)))

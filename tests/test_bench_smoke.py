@@ -5,6 +5,7 @@ micro_bench.py's call, memory and accept parts.
 
 Never asserts timings or ratios: only that each server was measured."""
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -83,3 +84,39 @@ def test_micro_bench_tiny_run(tmp_path):
             assert key in r and r[key] >= (0 if part == "memory" else 1), \
                 (part, name, r.get("why"))
     assert "connections/s" in p.stdout
+
+
+def _wrk():
+    """wrk, installed by the project's script under CI=true where missing."""
+    if shutil.which("wrk") is None and os.environ.get("CI") == "true":
+        subprocess.run(["sh", str(ROOT / "scripts" / "install-wrk.sh")],
+                       capture_output=True, timeout=300)
+    return shutil.which("wrk")
+
+
+def test_http_bench_tiny_run(tmp_path):
+    """--http-only, tiny: the raw stack plain and over TLS (and its 64 KiB
+    and handshake-per-request rows) answers wrk on every loop, with no
+    socket errors and no non-2xx responses."""
+    if _wrk() is None:
+        pytest.skip("needs wrk (scripts/install-wrk.sh)")
+    loops = ["wfcloop", "asyncio"]
+    try:
+        import uvloop  # noqa: F401
+        loops.append("uvloop")
+    except ImportError:
+        pass
+    out = tmp_path / "http.json"
+    p = subprocess.run(
+        [sys.executable, str(BENCH / "echo_bench.py"), "--http-only", "--http-apps", "raw",
+         "--rounds", "1", "--duration", "1", "--warmup", "0", "--http-conns", "10",
+         "--servers", ",".join(loops), "--json", str(out), "--no-png"],
+        capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert p.returncode == 0, p.stdout + p.stderr
+    result = json.loads(out.read_text())
+    measured = {(r["mode"], r["server"]): r for r in result["runs"]}
+    modes = {"http-raw", "https-raw", "https-raw-64k", "https-raw-close"}
+    assert set(measured) == {(m, lp) for m in modes for lp in loops}
+    for key, r in measured.items():
+        assert r["ok"] and r["rps"] > 0, (key, r.get("why"))
+        assert r["errors"] == 0, key
