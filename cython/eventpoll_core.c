@@ -407,6 +407,7 @@ struct wfc_ep {
 
 /* Used by a part before the part that defines it. */
 static void schedule_rearm(wfc_ep *ep, uint32_t idx, struct wfc_item *item, uint32_t gen);
+static void adapt_phase(wfc_ep *ep);   /* phases.c; wfc_ep_wait (consumer.c) runs it */
 
 /* The core, one concern per file (each keeps the section divider it had
  * when this was one file). */

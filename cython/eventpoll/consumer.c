@@ -3,11 +3,45 @@
  * locking rules and the ordering argument of each atomic are explained at
  * the top of eventpoll_core.c.
  *
- * This file: the consumer: re-arming delivered items, delivering the ready list to the
- * loop thread, sleeping on it.
+ * This file: the consumer: inline harvesting (the loop thread reading the
+ * kernel itself), re-arming delivered items, delivering the ready list to the
+ * loop thread, sleeping on it, and wfc_ep_wait, which does all of these.
  */
 
 /* ------------------------------------------------------------- consumer */
+
+/*
+ * The consuming thread reads the kernel itself: inline mode's only source,
+ * and poller mode's assist before sleeping (an event already queued in the
+ * kernel is taken now instead of after a poller's hand-off).  EPOLLONESHOT
+ * still gives each event to exactly one thread.  Items go straight onto the
+ * transaction list.  Returns the number of kernel events or -errno.
+ */
+static int harvest_inline(wfc_ep *ep, int timeout_ms)
+{
+    struct epoll_event evs[HARVEST_BATCH];
+    int n = epoll_wait(ep->kfd, evs, HARVEST_BATCH, timeout_ms);
+
+    if (n < 0)
+        return -errno;
+    STAT_ADD(ep->inline_stats.harvested, (uint64_t)n);
+    for (int i = 0; i < n; i++) {
+        struct wfc_item *item;
+        if (evs[i].data.u64 == TAG_STOP || evs[i].data.u64 == TAG_PARK)
+            continue;
+        if (evs[i].data.u64 == TAG_HANDBACK) {
+            /* We took the hand-back eventfd before a poller did (or the
+             * pollers are parked): run the list here, as a poller would. */
+            poller_handback_as(ep, NULL, &ep->inline_stats);
+            continue;
+        }
+        item = mark_ready(ep, evs[i].data.u64, evs[i].events, &ep->inline_stats, NULL);
+        if (item != NULL)
+            wfcq_enqueue(&ep->txn_head, &ep->txn_tail, &item->node);
+    }
+    return n;
+}
+
 
 /* ctl_lock held. */
 static void schedule_rearm(wfc_ep *ep, uint32_t idx, struct wfc_item *item, uint32_t gen)
@@ -272,4 +306,85 @@ static int deliver_locked(wfc_ep *ep, wfc_event *out, int n, int maxevents, uint
     n = deliver(ep, out, n, maxevents, stamp);
     pthread_mutex_unlock(&ep->ctl_lock);
     return n;
+}
+
+/*
+ * wfc_ep_wait: the consumer's one entry point (see the top of
+ * eventpoll_core.c): the adaptive rule's step, the re-arms of what the last
+ * call delivered, then deliver, harvest inline or sleep until there is an
+ * event or the timeout.  One consuming thread at a time.
+ */
+int wfc_ep_wait(wfc_ep *ep, wfc_event *out, int maxevents, int timeout_ms)
+{
+    int64_t deadline = timeout_ms > 0 ? now_ms() + timeout_ms : 0;
+    uint64_t stamp;
+    int n, r;
+
+    if (maxevents <= 0)
+        return -EINVAL;
+    if (ep->npollers > 0)
+        adapt_phase(ep);
+    pthread_mutex_lock(&ep->ctl_lock);
+    stamp = ++ep->wait_stamp;
+    rearm_delivered(ep, timeout_ms == 0);
+    pthread_mutex_unlock(&ep->ctl_lock);
+
+    for (;;) {
+        int wait_ms;
+
+        n = deliver_locked(ep, out, 0, maxevents, stamp);
+        if (n > 0) {
+            if (pollers_active(ep) && ep->snapshot && n < maxevents) {
+                settle(ep);
+                n = deliver_locked(ep, out, n, maxevents, stamp);
+            }
+            return n;
+        }
+        if (atomic_load_explicit(&ep->closing, memory_order_acquire))
+            return -EBADF;
+
+        if (timeout_ms < 0)
+            wait_ms = -1;
+        else if (timeout_ms == 0)
+            wait_ms = 0;
+        else {
+            int64_t left = deadline - now_ms();
+            wait_ms = left > 0 ? (int)left : 0;
+        }
+
+        if (!pollers_active(ep)) {
+            r = harvest_inline(ep, wait_ms);
+            if (r < 0)
+                return r;
+            /* The last, non-blocking look, or the wait timed out: return
+             * what there is.  (Events that were all stale, e.g. from a
+             * level-triggered kernel item of a closed fd that a dup keeps
+             * open, must not keep us here past the deadline.) */
+            if (wait_ms == 0 || (r == 0 && wait_ms > 0))
+                return deliver_locked(ep, out, 0, maxevents, stamp);
+            continue;
+        }
+        r = io_mode(ep) ? 0 : harvest_inline(ep, 0);
+        if (r < 0)
+            return r;
+        if (wait_ms == 0) {
+            if (ep->snapshot)
+                settle(ep);
+            return deliver_locked(ep, out, 0, maxevents, stamp);
+        }
+        if (r > 0)
+            continue;
+        /* Hand-backs that this call's deliveries scheduled without giving
+         * the caller an event (an owner's W_MORE report: output queued
+         * while BUSY) go now, before we block: nothing else would send
+         * them until our next call.  Re-arming here is safe for the
+         * others too: none of them reached the caller. */
+        pthread_mutex_lock(&ep->ctl_lock);
+        if (ep->nrearm > 0)
+            rearm_delivered(ep, false);
+        pthread_mutex_unlock(&ep->ctl_lock);
+        r = sleep_on_ready_list(ep, wait_ms);
+        if (r < 0)
+            return r;
+    }
 }

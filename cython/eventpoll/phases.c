@@ -3,8 +3,8 @@
  * locking rules and the ordering argument of each atomic are explained at
  * the top of eventpoll_core.c.
  *
- * This file: PHASES and ADAPTIVE: parking and unparking the pollers, the adaptive rule,
- * and wfc_ep_wait.
+ * This file: PHASES and ADAPTIVE: parking and unparking the pollers, and the
+ * adaptive rule that wfc_ep_wait (consumer.c) runs at each call.
  */
 
 /* ------------------------------------------------------------- phases */
@@ -243,79 +243,4 @@ int wfc_ep_phase(wfc_ep *ep)
     phase = ep->npollers == 0 ? WFC_PHASE_INLINE : ep->phase;
     pthread_mutex_unlock(&ep->ctl_lock);
     return phase;
-}
-
-int wfc_ep_wait(wfc_ep *ep, wfc_event *out, int maxevents, int timeout_ms)
-{
-    int64_t deadline = timeout_ms > 0 ? now_ms() + timeout_ms : 0;
-    uint64_t stamp;
-    int n, r;
-
-    if (maxevents <= 0)
-        return -EINVAL;
-    if (ep->npollers > 0)
-        adapt_phase(ep);
-    pthread_mutex_lock(&ep->ctl_lock);
-    stamp = ++ep->wait_stamp;
-    rearm_delivered(ep, timeout_ms == 0);
-    pthread_mutex_unlock(&ep->ctl_lock);
-
-    for (;;) {
-        int wait_ms;
-
-        n = deliver_locked(ep, out, 0, maxevents, stamp);
-        if (n > 0) {
-            if (pollers_active(ep) && ep->snapshot && n < maxevents) {
-                settle(ep);
-                n = deliver_locked(ep, out, n, maxevents, stamp);
-            }
-            return n;
-        }
-        if (atomic_load_explicit(&ep->closing, memory_order_acquire))
-            return -EBADF;
-
-        if (timeout_ms < 0)
-            wait_ms = -1;
-        else if (timeout_ms == 0)
-            wait_ms = 0;
-        else {
-            int64_t left = deadline - now_ms();
-            wait_ms = left > 0 ? (int)left : 0;
-        }
-
-        if (!pollers_active(ep)) {
-            r = harvest_inline(ep, wait_ms);
-            if (r < 0)
-                return r;
-            /* The last, non-blocking look, or the wait timed out: return
-             * what there is.  (Events that were all stale, e.g. from a
-             * level-triggered kernel item of a closed fd that a dup keeps
-             * open, must not keep us here past the deadline.) */
-            if (wait_ms == 0 || (r == 0 && wait_ms > 0))
-                return deliver_locked(ep, out, 0, maxevents, stamp);
-            continue;
-        }
-        r = io_mode(ep) ? 0 : harvest_inline(ep, 0);
-        if (r < 0)
-            return r;
-        if (wait_ms == 0) {
-            if (ep->snapshot)
-                settle(ep);
-            return deliver_locked(ep, out, 0, maxevents, stamp);
-        }
-        if (r > 0)
-            continue;
-        /* Hand-backs that this call's deliveries scheduled without giving
-         * the caller an event (an owner's W_MORE report: output queued
-         * while BUSY) go now, before we block: nothing else would send
-         * them until our next call.  Re-arming here is safe for the
-         * others too: none of them reached the caller. */
-        pthread_mutex_lock(&ep->ctl_lock);
-        if (ep->nrearm > 0)
-            rearm_delivered(ep, false);
-        pthread_mutex_unlock(&ep->ctl_lock);
-        r = sleep_on_ready_list(ep, wait_ms);
-        if (r < 0)
-            return r;
-    }
 }

@@ -3,8 +3,8 @@
  * locking rules and the ordering argument of each atomic are explained at
  * the top of eventpoll_core.c.
  *
- * This file: the poller threads (poller_main, parking) and inline harvesting: the
- * loop thread reading the kernel itself.
+ * This file: the poller threads (poller_main, parking), and the benchmark
+ * hooks that run a poller's hand-off without the kernel.
  */
 
 /* A poller asked to park (PHASES): count ourselves parked and wait until
@@ -111,38 +111,6 @@ static void *poller_main(void *arg)
     pthread_cond_signal(&ep->parked_cond);
     pthread_mutex_unlock(&ep->park_lock);
     return NULL;
-}
-
-/*
- * The consuming thread reads the kernel itself: inline mode's only source,
- * and poller mode's assist before sleeping (an event already queued in the
- * kernel is taken now instead of after a poller's hand-off).  EPOLLONESHOT
- * still gives each event to exactly one thread.  Items go straight onto the
- * transaction list.  Returns the number of kernel events or -errno.
- */
-static int harvest_inline(wfc_ep *ep, int timeout_ms)
-{
-    struct epoll_event evs[HARVEST_BATCH];
-    int n = epoll_wait(ep->kfd, evs, HARVEST_BATCH, timeout_ms);
-
-    if (n < 0)
-        return -errno;
-    STAT_ADD(ep->inline_stats.harvested, (uint64_t)n);
-    for (int i = 0; i < n; i++) {
-        struct wfc_item *item;
-        if (evs[i].data.u64 == TAG_STOP || evs[i].data.u64 == TAG_PARK)
-            continue;
-        if (evs[i].data.u64 == TAG_HANDBACK) {
-            /* We took the hand-back eventfd before a poller did (or the
-             * pollers are parked): run the list here, as a poller would. */
-            poller_handback_as(ep, NULL, &ep->inline_stats);
-            continue;
-        }
-        item = mark_ready(ep, evs[i].data.u64, evs[i].events, &ep->inline_stats, NULL);
-        if (item != NULL)
-            wfcq_enqueue(&ep->txn_head, &ep->txn_tail, &item->node);
-    }
-    return n;
 }
 
 #ifdef WFC_BENCH_HOOKS
