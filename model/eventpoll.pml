@@ -13,23 +13,24 @@
  * the BUG_* variants (below).
  *
  * Line numbers: "core:NNN" is cython/eventpoll_core.c, "wfcq:NNN" is
- * cython/wfcqueue.h, both as of commit bf9fa26.
+ * cython/wfcqueue.h.  Places in the code are named by function (or by the
+ * section of eventpoll_core.c's top comment), not by line.
  *
  * Processes
- *   poller (NPOLLERS of them)  poller_main(), core:492-533
+ *   poller (NPOLLERS of them)  poller_main()
  *   consumer                   the event loop thread: wfc_ep_wait() in
- *                              poller mode with timeout -1 (core:791-853),
+ *                              poller mode with timeout -1,
  *                              then the user reads what it was given
  *   registrar                  wfc_ep_del() then wfc_ep_add() of one fd,
- *                              DELS times (core:963-980, 857-916)
+ *                              DELS times
  *   env                        the outside world: writes to the fds
  *   quiescence                 the checker: runs only when nothing else
  *                              can run (Promela `timeout`)
  *
  * Memory model: every step below is one atomic step of a sequentially
  * consistent machine.  For the sleepers / ready-list pair this is what the
- * two seq_cst fences of the wake-up protocol buy (X and Y, core:86-96;
- * the tail exchange is seq_cst too, wfcq:147-152); the other atomics are
+ * two seq_cst fences of the wake-up protocol buy (X and Y, the WAKE-UP PROTOCOL section of eventpoll_core.c's top comment;
+ * the tail exchange is seq_cst too, wfcqueue.h's wfcq_append()); the other atomics are
  * acquire/release pairs that publish item contents, which the model does
  * not need.  A CAS loop that retries until it succeeds is one atomic
  * read-modify-write.  Consecutive C statements share a step only where
@@ -101,7 +102,7 @@
 #ifndef BATCH           /* events one epoll_wait may return: 1 or 2 */
 #define BATCH 2
 #endif
-/* ET_FD1: fd 1 is registered EPOLLET without EPOLLONESHOT (core:77-82):
+/* ET_FD1: fd 1 is registered EPOLLET without EPOLLONESHOT (the KERNEL REGISTRATION section of eventpoll_core.c's top comment):
  * the kernel keeps the registration enabled and queues it again on every
  * write (an edge), even while the item is READY; the consumer never
  * re-arms it.  armed[1] then means "queued on the kernel's ready list". */
@@ -167,19 +168,19 @@
 #endif
 #define NIL    15
 
-/* item word states, core:115-118 */
+/* item word states: ST_FREE..ST_ZOMBIE in eventpoll_core.c */
 #define FREE   0
 #define IDLE   1
 #define READY  2
 #define ZOMBIE 3
 
-/* ---- the item word (core:31-37): generation, pending bits, state.
- * Generations start at 1 (alloc_slot, core:256). */
+/* ---- the item word (the ITEM WORD section of eventpoll_core.c's top comment): generation, pending bits, state.
+ * Generations start at 1 (alloc_slot()). */
 byte wgen[NSLOTS] = 1;
 bit  wpend[NSLOTS];     /* one event bit (EPOLLIN) is enough */
 byte wstate[NSLOTS];
 
-/* ---- ctl_lock and what it protects (core:14-21) */
+/* ---- ctl_lock and what it protects (the LOCKING section of eventpoll_core.c's top comment) */
 bit  ctl_lock;
 byte ifd[NSLOTS];       /* item->fd */
 bit  rp[NSLOTS];        /* item->rearm_pending */
@@ -198,7 +199,7 @@ byte nxt[NNODES] = NIL;
 byte tailR;             /* ready_tail.p */
 byte tailT;             /* txn_tail.p */
 
-/* ---- wake-up protocol (core:86-96, 198-200) */
+/* ---- wake-up protocol (the WAKE-UP PROTOCOL section of eventpoll_core.c's top comment, and struct wfc_ep) */
 byte sleepers;
 bit  sem;               /* wake_efd: only whether its counter is non-zero
                            matters (poll tests that, read resets it) */
@@ -206,7 +207,7 @@ bit  sem;               /* wake_efd: only whether its counter is non-zero
 /* ---- the kernel epoll: one registration per fd, EPOLLONESHOT */
 bit  kreg[NFDS];        /* registered */
 byte kslot[NFDS];       /* its tag: slot index ... */
-byte kgen[NFDS];        /* ... and generation (make_tag, core:145) */
+byte kgen[NFDS];        /* ... and generation (make_tag()) */
 bit  armed[NFDS];       /* EPOLLONESHOT: enabled until it fires once
                            (ET_FD1: fd 1 queued on the kernel ready list) */
 bit  level[NFDS];       /* the fd is readable */
@@ -222,7 +223,7 @@ bit  onlist[NSLOTS];    /* the item's node is on a list */
 
 /*
  * epoll_wait hands one event of a fireable registration to its caller
- * (core:499, 545): EPOLLONESHOT disables the registration until
+ * (poller_main() and harvest_inline()): EPOLLONESHOT disables the registration until
  * EPOLL_CTL_MOD re-arms it, so each arming reaches exactly one thread.
  * The event carries the registration's tag (slot, generation).
  */
@@ -234,8 +235,8 @@ inline take_event(s, g) {
 }
 
 /*
- * mark_ready(), core:437-477: the acquire load (core:450) and the CAS loop
- * (core:451-476) are one atomic read-modify-write that checks the
+ * mark_ready(): the acquire load and the CAS loop
+ * are one atomic read-modify-write that checks the
  * generation and the state and ORs the pending bit in.  won = 1 when this
  * call moved the item IDLE -> READY, so the caller must enqueue it.
  */
@@ -244,7 +245,7 @@ inline mark_ready(s, g, won) {
 #ifdef BUG_NO_GENCHECK
   :: wstate[s] == FREE || wstate[s] == ZOMBIE -> won = 0
 #else
-  :: wgen[s] != g || wstate[s] == FREE || wstate[s] == ZOMBIE ->   /* stale, core:453-458 */
+  :: wgen[s] != g || wstate[s] == FREE || wstate[s] == ZOMBIE ->   /* stale, mark_ready() */
      won = 0;
      if
      :: wstate[s] == FREE || wstate[s] == ZOMBIE -> REACHED(2)
@@ -254,10 +255,10 @@ inline mark_ready(s, g, won) {
   :: else ->
      /* (c): a poller only changes the word of its own registration */
      assert(wgen[s] == g);
-     wpend[s] = 1;                                                /* core:459 */
+     wpend[s] = 1;                                                /* mark_ready() */
      if
-     :: wstate[s] == IDLE -> wstate[s] = READY; won = 1           /* core:460-461, 469-471 */
-     :: else -> won = 0; REACHED(18)                              /* READY -> READY, core:473-474 */
+     :: wstate[s] == IDLE -> wstate[s] = READY; won = 1           /* mark_ready() */
+     :: else -> won = 0; REACHED(18)                              /* READY -> READY, mark_ready() */
      fi
   fi
 }
@@ -269,14 +270,14 @@ inline enqueue_check(s) {
 }
 
 /*
- * One kernel event in a poller, core:517-521: mark_ready, then, for the
- * winner, ready_push() -> wfcq_enqueue() -> wfcq_append() (core:380-384,
- * wfcq:135-174): the tail exchange (wfcq:151-152, with the relaxed
- * node->next = NULL of wfcq:172, which no other thread can see before the
+ * One kernel event in a poller, poller_main(): mark_ready, then, for the
+ * winner, ready_push() -> wfcq_enqueue() -> wfcq_append(): the tail
+ * exchange (in wfcq_append(), with the relaxed
+ * node->next = NULL of wfcqueue.h's wfcq_enqueue(), which no other thread can see before the
  * exchange publishes the node) and then, in a step of its own, the link
- * store (wfcq:159).  Between the two the list is "published but not
+ * store (wfcqueue.h's wfcq_append()).  Between the two the list is "published but not
  * linked".  fe = 1 when the exchange found the dummy, i.e. the list was
- * empty (wfcq:160, core:518).
+ * empty (wfcqueue.h's wfcq_append(), poller_main()).
  *
  * mark_ready's CAS and the tail exchange share a step.  Nothing is lost:
  * the only other steps that touch the item's word while it is READY and
@@ -343,7 +344,7 @@ proctype poller(byte me)
 
 end_wait:                        /* blocked in epoll_wait: a valid end state */
   do
-  :: atomic {                    /* epoll_wait returns 1..BATCH events, core:499 */
+  :: atomic {                    /* epoll_wait returns 1..BATCH events, poller_main() */
        if
        :: mayfire(me, 0) -> armed[0] = 0; s1 = kslot[0]; g1 = kgen[0]
        :: mayfire(me, 1) -> armed[1] = 0; s1 = kslot[1]; g1 = kgen[1]
@@ -365,9 +366,9 @@ end_wait:                        /* blocked in epoll_wait: a valid end state */
      :: else -> skip
      fi;
      /* One wake-up per batch, on the empty -> non-empty edge only
-      * (core:526-528): wake_consumer_if_sleeping(), core:479-490.  Fence X
-      * (core:482) and the relaxed load of sleepers (core:484) are one
-      * step; the write() to wake_efd (core:486) is the next. */
+      * (poller_main()): wake_consumer_if_sleeping().  Fence X
+      * and the relaxed load of sleepers are one
+      * step; the write() to wake_efd (wake_consumer_if_sleeping()) is the next. */
      if
      :: fe ->
         d_step {
@@ -396,8 +397,8 @@ end_wait:                        /* blocked in epoll_wait: a valid end state */
 
 /*
  * READY -> IDLE for the item just dequeued, or reaping of a ZOMBIE:
- * deliver(), core:688-715.  The load (core:688) and the exchange
- * (core:698-699) are one step: only ctl_lock holders move an item out of
+ * deliver().  The load and the exchange
+ * are one step: only ctl_lock holders move an item out of
  * READY, and pollers only OR bits into a READY item (which, with
  * EPOLLONESHOT and the re-arm after IDLE, happens only with ET_FD1).
  */
@@ -407,7 +408,7 @@ inline take_item(node, g, out) {
   assert(wstate[node] == READY || wstate[node] == ZOMBIE);
   if
   :: wstate[node] == ZOMBIE ->
-     /* reap_item(), core:690-692, 367-375: a plain store, generation++
+     /* reap_item(), from deliver(): a plain store, generation++
       * (no poller changes a ZOMBIE word), then the free stack */
      wgen[node]++; wpend[node] = 0; wstate[node] = FREE;
      freestk[nfree] = node; nfree++;
@@ -420,8 +421,8 @@ inline take_item(node, g, out) {
      assert(fdmap[ifd[node]] == node + 1 && kreg[ifd[node]]
             && kslot[ifd[node]] == node && kgen[ifd[node]] == g);
 #ifndef BUG_REARM_BEFORE_IDLE
-     /* schedule_rearm(), core:701-703, 598-617 (level-triggered with
-      * pollers: rearmed_after_delivery(), core:326-329; not for EPOLLET) */
+     /* schedule_rearm(), from deliver() (level-triggered with
+      * pollers: rearmed_after_delivery(); not for EPOLLET) */
      if
      :: IS_ET(ifd[node]) -> skip
      :: !IS_ET(ifd[node]) && !rp[node] ->
@@ -430,7 +431,7 @@ inline take_item(node, g, out) {
      :: else -> skip
      fi;
 #endif
-     out = out | (1 << ifd[node]);                    /* out[n++], core:706-715 */
+     out = out | (1 << ifd[node]);                    /* out[n++], deliver() */
      if
      :: out == 3 -> REACHED(17)
      :: else -> skip
@@ -452,14 +453,14 @@ inline take_item(node, g, out) {
 #endif
 
 /*
- * ready_splice() -> wfcq_splice(txn <- ready), core:412-418, wfcq:299-324.
- * wfcq_first() (wfcq:213-221) reads head.next, then the tail: as one read,
+ * ready_splice() -> wfcq_splice(txn <- ready).
+ * wfcq_first() reads head.next, then the tail: as one read,
  * because if the tail is still the dummy at the second read no producer
  * had exchanged it since the last reset, so the list was empty then.  If
  * a producer has exchanged the dummy away but not linked it yet, the
  * consumer waits (waithead).  Otherwise: first = head.next, head.next =
- * NULL (wfcq:309-312), the tail exchange (wfcq:321) and wfcq_append() of
- * first..last to the transaction list (wfcq:322; the consumer's own list).
+ * NULL (in wfcq_splice()), the tail exchange and wfcq_append() of
+ * first..last to the transaction list (the consumer's own list).
  */
 inline splice() {
   if
@@ -473,13 +474,12 @@ inline splice() {
 }
 
 /*
- * The loop of deliver(), core:675-716: wfcq_dequeue(txn) (core:677,
- * wfcq:251-289) - next = node->next; if NULL and the tail is still node,
+ * The loop of deliver(): wfcq_dequeue(txn) - next = node->next; if NULL and the tail is still node,
  * head.next = NULL and the tail back to the dummy; if the tail moved on, a
  * producer that exchanged the ready list's tail past node before the
  * splice has not linked it yet: wait for it (waitlink) - then TAKE(node).
- * An empty list ends deliver: node == NULL (core:682) and
- * deliver_locked's unlock (core:787).
+ * An empty list ends deliver: node == NULL (deliver()) and
+ * deliver_locked's unlock (deliver_locked()).
  */
 inline dequeue_all() {
   do
@@ -508,14 +508,14 @@ proctype consumer()
 
 wait_call:
   /* ---- The user reads every fd the last wait delivered, until EAGAIN;
-   * then wfc_ep_wait(timeout -1), core:791-853, takes ctl_lock and runs
-   * rearm_delivered(), core:799-802, 628-662.  One step: the lock is free
+   * then wfc_ep_wait(timeout -1), takes ctl_lock and runs
+   * rearm_delivered().  One step: the lock is free
    * (only the consumer holds it across steps); the reads happen before the
    * re-arm, as in the real loop (a write between the two ends up in the
    * same state as one just after the re-arm).  For each vector entry:
-   * rearm_pending (core:636), the acquire load of the word and the
-   * generation check (core:640-642), the flag cleared (core:647), the
-   * state check (core:648) and EPOLL_CTL_MOD (core:650-652), where the
+   * rearm_pending, the acquire load of the word and the
+   * generation check, the flag cleared, the
+   * state check and EPOLL_CTL_MOD, where the
    * kernel re-checks the level.  Pollers cannot change an IDLE word of the
    * vector's generation meanwhile: its arming was used up by the event
    * that was delivered. */
@@ -543,7 +543,7 @@ wait_call:
        :: rvgen[s] != 0 -> REACHED(14)
        :: else -> skip
        fi;
-       rvgen[s] = 0;                                    /* core:661 */
+       rvgen[s] = 0;                                    /* rearm_delivered() */
        s++
     :: else -> break
     od;
@@ -551,7 +551,7 @@ wait_call:
   }
 
 deliver_pass:
-  /* ---- deliver_locked() -> deliver(), core:783-789, 670-719: take
+  /* ---- deliver_locked() -> deliver(): take
    * ctl_lock, splice, dequeue until the transaction list is empty, unlock.
    * All of it is one step, cut only where the consumer must wait for a
    * poller's link store (and, in BUG_REARM_BEFORE_IDLE, between the
@@ -579,10 +579,10 @@ deliver_pass:
   }
   do
   :: waithead ->
-     /* wfcq_node_sync_next(&head), wfcq:187-206, inside wfcq_first */
+     /* wfcq_node_sync_next(&head), inside wfcq_first */
      d_step { nxt[DR] != NIL; waithead = 0; splice(); dequeue_all() }
   :: waitlink ->
-     /* wfcq_node_sync_next(node), wfcq:281-282, inside wfcq_dequeue */
+     /* wfcq_node_sync_next(node), inside wfcq_dequeue */
      d_step {
        nxt[node] != NIL;
        waitlink = 0;
@@ -602,15 +602,15 @@ deliver_pass:
 
   if
   :: out != 0 ->
-     /* wfc_ep_wait returns n > 0 (core:808-813; settle() is not
+     /* wfc_ep_wait returns n > 0 (settle() is not
       * modelled, see README); the user reads the fds at wait_call */
      goto wait_call
   :: else -> skip
   fi;
 
-  /* ---- harvest_inline(ep, 0), core:839-848, 542-559: the consumer
+  /* ---- harvest_inline(ep, 0), from wfc_ep_wait(): the consumer
    * reads the kernel itself before it sleeps.  What it marks READY goes
-   * straight onto its transaction list (wfcq_enqueue, core:556, on the
+   * straight onto its transaction list (wfcq_enqueue, on the
    * consumer's own list: one step with mark_ready); r > 0 -> deliver
    * again. */
   atomic {
@@ -633,7 +633,7 @@ deliver_pass:
   :: else -> skip
   fi;
 
-  /* ---- sleep_on_ready_list(), core:730-753 ------------------------- */
+  /* ---- sleep_on_ready_list() ------------------------- */
 #ifdef BUG_NO_RECHECK
   /* the bug: the emptiness check is made before sleepers++ */
   r = ready_empty();
@@ -646,10 +646,10 @@ end_sleep_bug:
   :: else -> sleepers--
   fi;
 #else
-  sleepers++;                    /* core:735, then fence Y (core:737) */
-  /* ready_empty() -> wfcq_empty() after fence Y: core:738, 399-403,
-   * wfcq:121-125 (the closing flag is not modelled).  A non-empty list
-   * stays non-empty until the consumer splices it, so sleepers-- (core:744)
+  sleepers++;                    /* then fence Y */
+  /* ready_empty() -> wfcq_empty() after fence Y,
+   *  (the closing flag is not modelled).  A non-empty list
+   * stays non-empty until the consumer splices it, so sleepers--
    * can share the step in that branch. */
   atomic {
     if
@@ -659,15 +659,15 @@ end_sleep_bug:
   }
   if
   :: r ->
-end_sleep:                       /* poll(wake_efd, -1), core:741: a valid end state */
-     /* poll returns; sleepers-- (core:744) shares the step: only the
+end_sleep:                       /* poll(wake_efd, -1): a valid end state */
+     /* poll returns; sleepers-- shares the step: only the
       * consumer takes sem back to 0 */
      atomic { sem > 0 -> sleepers--; REACHED(10) }
-     sem = 0; r = 0              /* read(wake_efd) resets the counter, core:745-748 */
+     sem = 0; r = 0              /* read(wake_efd) resets the counter */
   :: else -> skip
   fi;
 #endif
-  goto deliver_pass              /* core:849-852 -> 804 */
+  goto deliver_pass              /* wfc_ep_wait() loops: deliver again */
 }
 
 /* wfc_ep_del(fd) then wfc_ep_add(fd), DELS times, for either fd. */
@@ -685,10 +685,10 @@ proctype registrar()
      :: f = 1
      fi;
 #endif
-     /* ---- wfc_ep_del(), core:963-980, one step under ctl_lock:
-      * epoll_ctl(EPOLL_CTL_DEL) (core:971), map_get (core:972),
-      * retire_item() (core:975, 336-363; its CAS loop is one atomic RMW),
-      * fd_map[fd] = 0 (core:976).  DEL and the CAS share the step: once
+     /* ---- wfc_ep_del(), one step under ctl_lock:
+      * epoll_ctl(EPOLL_CTL_DEL), map_get,
+      * retire_item() (its CAS loop is one atomic RMW),
+      * fd_map[fd] = 0.  DEL and the CAS share the step: once
       * DEL has disarmed the registration no new event can be taken, and a
       * poller that already holds one can still run its CAS before the
       * step (the READY -> ZOMBIE case) or after it (a stale event). */
@@ -699,7 +699,7 @@ proctype registrar()
        if
        :: wstate[s] == IDLE ->                 /* IDLE -> FREE, generation++ */
           wgen[s]++; wpend[s] = 0; wstate[s] = FREE;
-          freestk[nfree] = s; nfree++          /* core:358-361 */
+          freestk[nfree] = s; nfree++          /* retire_item() */
 #ifdef BUG_RETIRE_READY_FREE
        :: wstate[s] == READY ->                /* the bug: free it at once */
           wgen[s]++; wpend[s] = 0; wstate[s] = FREE;
@@ -711,16 +711,16 @@ proctype registrar()
 #endif
        :: else -> skip
        fi;
-       rp[s] = 0;                              /* core:357 */
+       rp[s] = 0;                              /* retire_item() */
        fdmap[f] = 0;
        s = 0
      }
-     /* ---- wfc_ep_add(), core:857-916, one step under ctl_lock:
-      * alloc_slot() (core:871, 242-266: pop the free stack, else a new
-      * slot), the generation (core:879), the fields (core:880-884), the
-      * IDLE store (core:887), epoll_ctl(EPOLL_CTL_ADD) with tag (s, g)
-      * (core:889-891: armed, the kernel looks at the level at once) and
-      * map_set (core:907).  No event can carry the new tag before ADD, so
+     /* ---- wfc_ep_add(), one step under ctl_lock:
+      * alloc_slot() (pop the free stack, else a new
+      * slot), the generation, the fields, the
+      * IDLE store, epoll_ctl(EPOLL_CTL_ADD) with tag (s, g)
+      * (armed: the kernel looks at the level at once) and
+      * map_set.  No event can carry the new tag before ADD, so
       * nobody can tell the IDLE store and ADD apart. */
      d_step {
        ctl_lock == 0;
@@ -777,7 +777,7 @@ proctype quiescence()
 init {
   byte i;
   atomic {
-    /* wfc_ep_create (core:984-1065) and wfc_ep_add of fd f in slot f,
+    /* wfc_ep_create() and wfc_ep_add of fd f in slot f,
      * generation 1 */
     tailR = DR; tailT = DT;
     wstate[0] = IDLE; wstate[1] = IDLE;
