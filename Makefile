@@ -1,6 +1,7 @@
 # Sanitizer runs of the C stress harnesses (cython/selftest/*.c), built
 # standalone, outside the Python extension.  Not part of `pip install`.
 #
+#   make selftest     the tests' module of the harnesses (build/selftest/)
 #   make sanitize     tsan + asan
 #   make tsan         ThreadSanitizer: wfcq_stress [+ ep_stress, io_stress], then
 #                     tsan-selfcheck (TSAN must catch a planted race)
@@ -54,9 +55,15 @@ IO_DEPS := $(IO_SRC) $(EP_CORE) $(EP_PARTS) cython/eventpoll_core.h cython/wfcqu
 IO_TSAN_ARGS ?= 32 4 40000 16 300
 IO_ASAN_ARGS ?= 32 4 40000 16 300
 
-.PHONY: sanitize tsan asan wfcq-tsan wfcq-asan ep-tsan ep-asan io-tsan io-asan tsan-selfcheck clean-sanitize
+.PHONY: selftest sanitize tsan asan wfcq-tsan wfcq-asan ep-tsan ep-asan io-tsan io-asan tsan-selfcheck clean-sanitize
 
 sanitize: tsan asan
+
+# The tests' Python module of the stress harnesses (wfcloop_selftest, not
+# installed for users): build/selftest/.  The tests build it themselves.
+PYTHON ?= $(if $(wildcard .venv/bin/python),.venv/bin/python,python3)
+selftest:
+	$(PYTHON) tests/selftest_build.py
 
 tsan: wfcq-tsan ep-tsan io-tsan tsan-selfcheck
 asan: wfcq-asan ep-asan io-asan

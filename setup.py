@@ -26,9 +26,10 @@ def ext(name, sources):
 extensions = [
     ext("wfcloop._eventpoll", ["cython/wfcloop/_eventpoll.pyx", "cython/eventpoll_core.c"]),
     ext("wfcloop._loop", ["cython/wfcloop/_loop.pyx"]),
-    # Stress harnesses for the C core (used by the tests; not needed at run time).
-    ext("wfcloop._selftest", ["cython/wfcloop/_selftest.pyx", "cython/eventpoll_core.c"]),
 ]
+# The C core's stress harnesses (cython/selftest/) are not part of what
+# users install: the tests build them (tests/selftest_build.py, `make
+# selftest`).
 
 setup(
     ext_modules=cythonize(

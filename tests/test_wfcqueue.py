@@ -1,4 +1,4 @@
-"""Stress tests of cython/wfcqueue.h through wfcloop._selftest.
+"""Stress tests of cython/wfcqueue.h through wfcloop_selftest (tests/selftest_build.py).
 
 Each case runs the C harness cython/selftest/wfcq_stress.c: producer
 pthreads enqueue while the calling thread (GIL released) dequeues and
@@ -12,7 +12,9 @@ import time
 
 import pytest
 
-_selftest = pytest.importorskip("wfcloop._selftest")
+import selftest_build  # noqa: E402  (tests/ is on sys.path; needs Cython, a test extra)
+
+_selftest = selftest_build.load()
 
 pytestmark = pytest.mark.stress
 
