@@ -347,3 +347,24 @@ def test_a_missing_optional_entry_takes_the_other_path(tmp_path):
         """)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "Loop"
+
+
+def untested_python_source():
+    """asyncio_compat's source as a Python outside TESTED_VERSIONS runs it."""
+    source = pathlib.Path(compat.__file__).read_text()
+    assert source.count("TESTED_VERSIONS = (") == 1
+    return source.replace("TESTED_VERSIONS = (", "TESTED_VERSIONS = () and (", 1)
+
+
+def test_an_untested_python_checks_instance_state_at_import():
+    exec(compile(untested_python_source(), compat.__file__, "exec"),
+         {"__name__": "asyncio_compat_untested"})   # every field is there
+
+
+def test_an_untested_python_missing_a_field_fails_at_import():
+    source = untested_python_source()
+    marker = '"_eof": ("field",'
+    assert source.count(marker) == 1
+    source = source.replace(marker, '"_no_such_field": ("field", "test"), ' + marker)
+    with pytest.raises(ImportError, match=r"_SelectorSocketTransport\._no_such_field"):
+        exec(compile(source, compat.__file__, "exec"), {"__name__": "asyncio_compat_untested"})
