@@ -106,7 +106,7 @@ def test_flags_say_what_this_python_does():
     assert compat.CHECK_SOCKET_TRANSPORT == (v >= (3, 12))
     assert compat.COMPILED_CREATE_TASK == (v < (3, 13))
     assert compat.UNIX_SERVER_CLEANUP_BUILTIN == (
-        "cleanup_socket" in inspect.signature(asyncio.AbstractEventLoop.create_unix_server).parameters)
+        "cleanup_socket" in inspect.signature(asyncio.SelectorEventLoop.create_unix_server).parameters)
     assert compat.RUN_HAS_LOOP_FACTORY == ("loop_factory" in inspect.signature(asyncio.run).parameters)
     assert compat.POLICIES_DEPRECATED == (v >= (3, 14))
     assert compat.HAVE_RUN_FOREVER_SETUP == hasattr(base_events.BaseEventLoop, "_run_forever_setup")
