@@ -85,9 +85,10 @@ def _resolve(name, owner, attr, why, *, required=True):
 # of the loop already uses (3.11 makes a second transport): our override
 # does the same check only where asyncio does, or its tests disagree.
 CHECK_SOCKET_TRANSPORT = sys.version_info >= (3, 12)
-# 3.13 asyncio.Loop.create_task passes the name to the task factory itself;
-# before it, BaseLoop's compiled create_task (asyncio's 3.11/3.12 code)
-# names the task with tasks._set_task_name.  From 3.13 on asyncio's runs.
+# 3.11 and 3.12 name a task factory's task with tasks._set_task_name, as
+# BaseLoop's compiled create_task does there; 3.13 drops that function and
+# changes how the name reaches the task (task.set_name(), later name= to
+# the factory), so from 3.13 on asyncio's own create_task runs.
 COMPILED_CREATE_TASK = sys.version_info < (3, 13)
 # 3.13's create_unix_server(cleanup_socket=True) removes the socket file
 # on close; before it, wfcloop.Loop does so itself (same rule).
