@@ -111,25 +111,30 @@
  * PHASES (poller mode only; the consumer alone switches them)
  *   POLLERS  the poller threads read the kernel and feed the ready list, as
  *            above.  Level-triggered items carry our EPOLLONESHOT.
- *   INLINE   the pollers are parked on park_cond and the consumer reads the
- *            kernel itself, exactly as in inline mode: no hand-off, no
- *            wake-up.  A level-triggered item is re-armed without
+ *   INLINE   the poller threads are gone (joined: a parked process is
+ *            single-threaded, so the kernel's fd system calls skip the file
+ *            reference a multi-threaded process pays on each) and the
+ *            consumer reads the kernel itself, exactly as in inline mode:
+ *            no hand-off, no wake-up.  A level-triggered item is re-armed without
  *            EPOLLONESHOT the next time it is delivered (item->k_oneshot
  *            says which kind the kernel holds), after which it needs no
  *            EPOLL_CTL_MOD per event.
  *   Switching to INLINE (park_pollers): park_request = 1, then park_efd,
  *   level-triggered in the kernel epoll, is made readable, so every poller
  *   blocked in epoll_wait returns in turn; each finishes its batch (its
- *   appends), then counts itself in `parked` under park_lock and waits.
- *   The consumer waits until all are parked (so nothing reaches the ready
- *   list behind its back while it blocks in epoll_wait itself), then
- *   empties park_efd.  Switching to POLLERS (unpark_pollers): under
+ *   appends), then counts itself in `parked` under park_lock and leaves
+ *   poller_main.  The consumer waits until `parked` reaches `running` (so
+ *   nothing reaches the ready list behind its back while it blocks in
+ *   epoll_wait itself), joins the threads, then empties park_efd.
+ *   Switching to POLLERS (unpark_pollers): under
  *   ctl_lock, every item armed without our EPOLLONESHOT gets it back
  *   (one EPOLL_CTL_MOD per item delivered or registered since the switch
  *   to INLINE: 4.5 ms for 10,000 new idle registrations on our 2-CPU VM,
  *   nothing for those that kept it; parking takes ~10 us).  The pollers
- *   are still parked, so no event can reach two threads.  Then
- *   park_request = 0 and park_cond is broadcast.  The phase only changes at the start of a
+ *   are still gone, so no event can reach two threads.  Then
+ *   park_request = 0, `parked` = 0, and the threads are started again
+ *   (start_pollers; if one cannot be started, the consumer parks the ones
+ *   that were and stays INLINE).  The phase only changes at the start of a
  *   wfc_ep_wait() call, by the thread that calls it, so the consumer is
  *   never asleep in the wrong place (blocked in epoll_wait while pollers
  *   run, or on wake_efd while they are parked).  Adaptive mode picks the
@@ -381,10 +386,10 @@ struct wfc_ep {
      * ctl_lock held, and read by the consumer or under ctl_lock. */
     int phase;
     pthread_mutex_t park_lock;
-    pthread_cond_t park_cond;     /* pollers wait here while parked */
     pthread_cond_t parked_cond;   /* the consumer waits here for `parked` */
-    _Atomic int park_request;     /* 1: pollers must park; see poller_main */
-    int parked;                   /* pollers parked; park_lock */
+    _Atomic int park_request;     /* 1: pollers must leave; see poller_main */
+    int parked;                   /* pollers that left poller_main; park_lock */
+    int running;                  /* poller threads started and not joined; park_lock, written by the consumer (or create) only */
     /* Set by any thread, taken by the consumer at its next wait (relaxed
      * exchange: the phase it names is the whole message). */
     _Atomic int phase_request;    /* -1: none */
@@ -408,6 +413,8 @@ struct wfc_ep {
 /* Used by a part before the part that defines it. */
 static void schedule_rearm(wfc_ep *ep, uint32_t idx, struct wfc_item *item, uint32_t gen);
 static void adapt_phase(wfc_ep *ep);   /* phases.c; wfc_ep_wait (consumer.c) runs it */
+static int start_pollers(wfc_ep *ep);  /* lifecycle.c; unpark_pollers (phases.c) too */
+static void join_pollers(wfc_ep *ep);  /* lifecycle.c; park_pollers (phases.c) too */
 
 /* The core, one concern per file (each keeps the section divider it had
  * when this was one file). */

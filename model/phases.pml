@@ -2,22 +2,25 @@
  * phases.pml - a Promela model of poller mode's two phases in
  * cython/eventpoll_core.c (PHASES): the pollers read the kernel and append
  * to the ready list (POLLERS), or they are parked and the consumer reads
- * the kernel itself (INLINE).  Modelled: poller_main() with poller_park(),
- * park_pollers(), unpark_pollers(), the consumer's waits in each phase,
- * and shutdown (wfc_ep_shutdown + the join in wfc_ep_destroy).  Checked by
+ * the kernel itself (INLINE).  Parking ends the poller threads and
+ * unparking starts new ones.  Modelled: poller_main() (a park request makes
+ * it leave), park_pollers() (waits for every poller to leave, joins them),
+ * unpark_pollers() (clears the request, then start_pollers() runs new
+ * threads), the consumer's waits in each phase, and shutdown
+ * (wfc_ep_shutdown + the join in wfc_ep_destroy).  Checked by
  * model/check.sh; see model/README.md.
  *
  * What must hold:
  *   ALONE      when the consumer blocks in its own epoll_wait (INLINE), no
  *              poller can append to the ready list: every poller is parked
- *              or gone.  Otherwise an event a poller took would sit on the
+ *              gone.  Otherwise an event a poller took would sit on the
  *              ready list while the consumer sleeps in the kernel, which
  *              no poller wakes (sleepers is 0): a lost wake-up.
  *   no event stranded, no deadlock: every execution ends with every event
  *              consumed, every poller joined (invalid end states: a
- *              consumer parked forever waiting for pollers, a poller that
- *              never sees the park request, a poller left parked at
- *              shutdown).
+ *              consumer waiting forever for pollers to leave, a poller that
+ *              never sees the park request, a consumer asleep in the
+ *              POLLERS phase with no poller left to read the kernel).
  *
  * Abstracted: the ready list is a counter (its wait-free protocol and the
  * consumer's sleep/wake-up on wake_efd are eventpoll.pml's subject); an
@@ -39,6 +42,9 @@
  *   BUG_CLEAR_PARK_EARLY park_pollers() empties the park eventfd before
  *                        the pollers are parked (a poller in epoll_wait
  *                        never learns it must park)
+ *   BUG_START_BEFORE_CLEAR unpark_pollers() starts the new threads before
+ *                        it clears park_request (they leave at once, and
+ *                        the consumer sleeps with nobody reading the kernel)
  */
 #ifndef NPOLLERS
 #define NPOLLERS 2
@@ -56,15 +62,16 @@
 #define P_TOP 0       /* between two epoll_waits */
 #define P_WAIT 1      /* blocked in epoll_wait */
 #define P_BUSY 2      /* took a batch, appending it */
-#define P_PARKED 3    /* counted in `parked`, waiting on park_cond */
-#define P_GONE 4      /* left poller_main */
+#define P_GONE 4      /* left poller_main (counted in `parked`); joinable */
+#define P_JOINED 5    /* joined: the thread no longer exists */
 
 bool park_request;    /* atomic in the C */
 bool park_efd;        /* readable */
 bool closing;
 bool lock;            /* park_lock */
-byte parked;          /* park_lock */
-byte gone;            /* pollers joined-able */
+byte parked;          /* park_lock: pollers that left poller_main */
+byte running = NPOLLERS; /* threads started and not joined (park_lock) */
+byte gone;            /* pollers joinable */
 byte phase = POLLERS; /* the consumer's */
 byte pending;         /* events in the kernel, not taken by anyone */
 byte ready;           /* events on the ready list */
@@ -76,26 +83,14 @@ byte pstate[NPOLLERS];
 inline acquire() { atomic { !lock -> lock = true } }
 inline release() { lock = false }
 
-/* poller_main() + poller_park() */
+/* poller_main(): a park request or shutdown makes it leave */
 proctype poller(byte id)
 {
     bool took;
 top:
     pstate[id] = P_TOP;
     if
-    :: park_request ->               /* the acquire hint */
-        acquire();
-        if
-        :: park_request ->           /* looked at again under park_lock */
-            parked++;
-            pstate[id] = P_PARKED;
-            release();               /* pthread_cond_wait ... */
-            atomic { (!park_request || closing) && !lock -> lock = true };
-            parked--;
-            pstate[id] = P_TOP
-        :: else -> skip
-        fi;
-        release()
+    :: park_request -> goto done     /* the acquire load: leave */
     :: else -> skip
     fi;
     if
@@ -124,10 +119,24 @@ top:
     :: else -> goto top
     fi;
 done:
-    acquire();                       /* a gone poller counts as parked */
+    acquire();                       /* a poller that left counts as parked */
     parked++;
     gone++;
     pstate[id] = P_GONE;
+    release()
+}
+
+/* join_pollers(): wait for every started thread to end */
+inline join_pollers()
+{
+    atomic { gone == running -> gone = 0 };
+    i = 0;
+    do
+    :: i < NPOLLERS -> pstate[i] = P_JOINED; i++
+    :: else -> break
+    od;
+    acquire();
+    running = 0;
     release()
 }
 
@@ -141,21 +150,43 @@ inline park_pollers()
     park_efd = true;
 #endif
 #ifndef BUG_NO_PARK_WAIT
-    atomic { parked == NPOLLERS && !lock -> lock = true };
+    atomic { parked == running && !lock -> lock = true };
     release();
+    join_pollers();
 #endif
     park_efd = false;
     phase = INLINE
 }
 
+/* start_pollers(): pthread_create of every poller */
+inline start_pollers()
+{
+    i = 0;
+    do
+    :: i < NPOLLERS ->
+        pstate[i] = P_TOP;
+        acquire(); running++; release();
+        run poller(i);
+        i++
+    :: else -> break
+    od
+}
+
 /* unpark_pollers(): INLINE -> POLLERS (the re-arms with EPOLLONESHOT
- * happen before this, under ctl_lock, while every poller is parked) */
+ * happen before this, under ctl_lock, while no poller thread exists) */
 inline unpark_pollers()
 {
     phase = POLLERS;
+#ifdef BUG_START_BEFORE_CLEAR
+    start_pollers();
+#endif
     acquire();
     park_request = false;
-    release()                        /* + pthread_cond_broadcast */
+    parked = 0;
+    release();
+#ifndef BUG_START_BEFORE_CLEAR
+    start_pollers()
+#endif
 }
 
 proctype consumer()
@@ -181,26 +212,29 @@ proctype consumer()
                 i = 0;
                 do
                 :: i < NPOLLERS ->
-                    assert(pstate[i] == P_PARKED || pstate[i] == P_GONE);   /* ALONE */
+                    assert(pstate[i] == P_GONE || pstate[i] == P_JOINED);   /* ALONE */
                     i++
                 :: else -> break
                 od;
                 blocked_inline = true;
                 atomic { pending > 0 -> pending--; consumed++; blocked_inline = false }
             :: phase == POLLERS ->
+                /* harvest_inline(ep, 0), the assist: takes an event the
+                 * kernel has now; else sleep_on_ready_list() until a
+                 * poller appends (nothing else ends that sleep) */
                 if
-                :: atomic { pending > 0 -> pending--; consumed++ }   /* the assist */
-                :: atomic { ready > 0 -> consumed = consumed + ready; ready = 0 }
-                                             /* slept on wake_efd; a poller woke it */
+                :: atomic { pending > 0 -> pending--; consumed++ }
+                :: else ->
+                    atomic { ready > 0 -> consumed = consumed + ready; ready = 0 }
                 fi
             fi
         fi
     od;
-    /* wfc_ep_destroy(): shutdown, then join every poller */
+    /* wfc_ep_destroy(): shutdown, then join every poller still running */
     closing = true;
     acquire();                       /* pthread_cond_broadcast under park_lock */
     release();
-    gone == NPOLLERS;
+    gone == running;
     assert(pending == 0 && ready == 0 && consumed == EVENTS)
 }
 

@@ -17,16 +17,63 @@ import pytest
 import wfcloop
 
 
+def poller_threads():
+    """The native poller threads of this process (named wfc-poller-N)."""
+    names = []
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{tid}/comm") as f:
+                names.append(f.read().strip())
+        except FileNotFoundError:   # a thread that just ended
+            pass
+    return sum(name.startswith("wfc-poller-") for name in names)
+
+
 def test_pollers_start_parked_when_adaptive(no_leaks):
+    """Parked pollers are no threads at all: a parked loop's process is
+    single-threaded again (the kernel then skips a file reference on every
+    fd system call)."""
+    before = poller_threads()
     loop = wfcloop.Loop(pollers=2)
     try:
         loop.run_until_complete(asyncio.sleep(0))
         assert loop.poller_phase == "inline"
-        assert threading.active_count() >= 1
-        # the pollers exist (native threads), parked: close must join them
-        assert len(os.listdir("/proc/self/task")) >= 3
+        assert poller_threads() == before
     finally:
         loop.close()
+
+
+def test_parking_ends_the_poller_threads_and_unparking_starts_them(no_leaks):
+    before = poller_threads()
+    loop = wfcloop.Loop(pollers=3)
+    ep = loop._selector._selector
+    try:
+        for _ in range(20):
+            ep._request_phase("pollers")
+            loop.run_until_complete(asyncio.sleep(0))
+            assert loop.poller_phase == "pollers"
+            assert poller_threads() == before + 3
+            ep._request_phase("inline")
+            loop.run_until_complete(asyncio.sleep(0))
+            assert loop.poller_phase == "inline"
+            assert poller_threads() == before
+        ep._request_phase("pollers")
+        loop.run_until_complete(asyncio.sleep(0))
+        assert poller_threads() == before + 3
+    finally:
+        loop.close()   # joins the running pollers
+    assert poller_threads() == before
+
+
+def test_pinned_pollers_are_threads(no_leaks):
+    before = poller_threads()
+    loop = wfcloop.Loop(pollers=2, adaptive=False)
+    try:
+        loop.run_until_complete(asyncio.sleep(0))
+        assert poller_threads() == before + 2
+    finally:
+        loop.close()
+    assert poller_threads() == before
 
 
 def test_pinned_pollers_stay_in_the_pollers_phase(no_leaks):

@@ -8,12 +8,67 @@
 
 /* ------------------------------------------------------------ lifecycle */
 
+/*
+ * Start the poller threads: at create, and each time unpark_pollers ends
+ * the INLINE phase (parking ends them).  Called by the creating thread or
+ * the consumer only, with no poller running, so nothing else writes
+ * `started` or `running`.  Returns 0, or the errno of the first thread
+ * that could not be started (the ones started before it run, and are
+ * counted in `running` for park_pollers and wfc_ep_destroy to join).
+ */
+static int start_pollers(wfc_ep *ep)
+{
+    sigset_t all, old;
+    pthread_attr_t attr;
+    int err = 0;
+
+    /* Every signal blocked in the pollers: they inherit the creating
+     * thread's mask, so block all, create, restore.  Signals then go to
+     * Python's threads, whose handlers run in the main thread. */
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, &old);
+    pthread_attr_init(&attr);
+    pthread_attr_setstacksize(&attr, POLLER_STACK_SIZE);
+    for (int i = 0; i < ep->npollers; i++) {
+        err = pthread_create(&ep->pollers[i].thread, &attr, poller_main, &ep->pollers[i]);
+        if (err != 0)
+            break;
+        ep->pollers[i].started = 1;
+        /* park_lock: park_pollers reads `running` under it. */
+        pthread_mutex_lock(&ep->park_lock);
+        ep->running++;
+        pthread_mutex_unlock(&ep->park_lock);
+        {
+            char name[32];
+            snprintf(name, sizeof(name), "wfc-poller-%d", i);
+            name[15] = '\0';   /* the kernel's limit for a thread name */
+            pthread_setname_np(ep->pollers[i].thread, name);
+        }
+    }
+    pthread_attr_destroy(&attr);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    return err;
+}
+
+/* Join every started poller thread; each has left poller_main or is about
+ * to (park request or shutdown).  Consumer or destroy only. */
+static void join_pollers(wfc_ep *ep)
+{
+    for (int i = 0; i < ep->npollers && ep->pollers; i++) {
+        if (ep->pollers[i].started) {
+            pthread_join(ep->pollers[i].thread, NULL);
+            ep->pollers[i].started = 0;
+        }
+    }
+    pthread_mutex_lock(&ep->park_lock);
+    ep->running = 0;
+    pthread_mutex_unlock(&ep->park_lock);
+}
+
 int wfc_ep_create(wfc_ep **out, int npollers, int kfd, int ready_list_kind)
 {
     wfc_ep *ep;
     int err;
-    sigset_t all, old;
-    pthread_attr_t attr;
 
     *out = NULL;
     if (npollers < 0 || npollers > 1024)
@@ -31,7 +86,6 @@ int wfc_ep_create(wfc_ep **out, int npollers, int kfd, int ready_list_kind)
     ep->adapt.scale = 1;
     ep->adapt.backoff_ns = ADAPT_BACKOFF_MIN_NS;
     pthread_mutex_init(&ep->park_lock, NULL);
-    pthread_cond_init(&ep->park_cond, NULL);
     pthread_cond_init(&ep->parked_cond, NULL);
     wfcq_init(&ep->ready_head, &ep->ready_tail);
     wfcq_init(&ep->txn_head, &ep->txn_tail);
@@ -67,29 +121,9 @@ int wfc_ep_create(wfc_ep **out, int npollers, int kfd, int ready_list_kind)
             err = ENOMEM;
             goto fail;
         }
-        /* Every signal blocked in the pollers: they inherit the creating
-         * thread's mask, so block all, create, restore.  Signals then go to
-         * Python's threads, whose handlers run in the main thread. */
-        sigfillset(&all);
-        pthread_sigmask(SIG_BLOCK, &all, &old);
-        pthread_attr_init(&attr);
-        pthread_attr_setstacksize(&attr, POLLER_STACK_SIZE);
-        err = 0;
-        for (int i = 0; i < npollers; i++) {
+        for (int i = 0; i < npollers; i++)
             ep->pollers[i].ep = ep;
-            err = pthread_create(&ep->pollers[i].thread, &attr, poller_main, &ep->pollers[i]);
-            if (err != 0)
-                break;
-            ep->pollers[i].started = 1;
-            {
-                char name[32];
-                snprintf(name, sizeof(name), "wfc-poller-%d", i);
-                name[15] = '\0';   /* the kernel's limit for a thread name */
-                pthread_setname_np(ep->pollers[i].thread, name);
-            }
-        }
-        pthread_attr_destroy(&attr);
-        pthread_sigmask(SIG_SETMASK, &old, NULL);
+        err = start_pollers(ep);
         if (err != 0)
             goto fail;
     }
@@ -117,11 +151,10 @@ void wfc_ep_shutdown(wfc_ep *ep)
     if (ep->wake_efd >= 0)
         r = write(ep->wake_efd, &one, sizeof(one));
     (void)r;
-    /* Parked pollers and a consumer waiting for them check `closing` under
-     * park_lock: broadcasting under it cannot slip between their check and
-     * their wait. */
+    /* A consumer waiting for the pollers to leave checks `closing` under
+     * park_lock: broadcasting under it cannot slip between its check and
+     * its wait. */
     pthread_mutex_lock(&ep->park_lock);
-    pthread_cond_broadcast(&ep->park_cond);
     pthread_cond_broadcast(&ep->parked_cond);
     pthread_mutex_unlock(&ep->park_lock);
 }
@@ -152,9 +185,7 @@ void wfc_ep_destroy(wfc_ep *ep, int in_forked_child)
             struct timespec ts = {0, 100000};
             nanosleep(&ts, NULL);
         }
-        for (int i = 0; i < ep->npollers && ep->pollers; i++)
-            if (ep->pollers[i].started)
-                pthread_join(ep->pollers[i].thread, NULL);
+        join_pollers(ep);
     }
     if (ep->stop_efd >= 0)
         close(ep->stop_efd);
@@ -186,7 +217,6 @@ void wfc_ep_destroy(wfc_ep *ep, int in_forked_child)
         pthread_mutex_destroy(&ep->ctl_lock);
         pthread_mutex_destroy(&ep->park_lock);
         pthread_mutex_destroy(&ep->handback_lock);
-        pthread_cond_destroy(&ep->park_cond);
         pthread_cond_destroy(&ep->parked_cond);
     }
     free(ep);

@@ -9,25 +9,34 @@
 
 /* ------------------------------------------------------------- phases */
 
-/* Consumer, no lock held: POLLERS -> INLINE (see PHASES). */
+/* Consumer, no lock held: POLLERS -> INLINE (see PHASES): the poller
+ * threads leave and are joined. */
 static void park_pollers(wfc_ep *ep)
 {
     uint64_t one = 1, count;
     ssize_t r;
+    bool all_left;
 
     pthread_mutex_lock(&ep->park_lock);
-    /* Release: pairs with the pollers' acquire hint in poller_main. */
+    /* Release: pairs with the pollers' acquire load in poller_main. */
     atomic_store_explicit(&ep->park_request, 1, memory_order_release);
     pthread_mutex_unlock(&ep->park_lock);
     r = write(ep->park_efd, &one, sizeof(one));
+
     pthread_mutex_lock(&ep->park_lock);
     /* Relaxed `closing`: read under park_lock, which wfc_ep_shutdown takes
      * to broadcast after setting it, so the wait cannot miss it.  (Once
      * closing, the wait returns -EBADF before it could block inline.) */
-    while (ep->parked < ep->npollers && !atomic_load_explicit(&ep->closing, memory_order_relaxed))
+    while (ep->parked < ep->running && !atomic_load_explicit(&ep->closing, memory_order_relaxed))
         pthread_cond_wait(&ep->parked_cond, &ep->park_lock);
+    all_left = ep->parked >= ep->running;
     pthread_mutex_unlock(&ep->park_lock);
-    /* Every poller is parked (or shutdown began): nobody needs the fd. */
+    /* Every poller has left poller_main: join them, so that the process is
+     * single-threaded again while INLINE.  (Shutdown began otherwise, and
+     * wfc_ep_destroy joins them.) */
+    if (all_left)
+        join_pollers(ep);
+    /* Nobody needs the fd any more. */
     r = read(ep->park_efd, &count, sizeof(count));
     (void)r;
     /* A hand-back no poller took before parking is ours to run, still
@@ -39,7 +48,8 @@ static void park_pollers(wfc_ep *ep)
     STAT_ADD(ep->phase_switches, 1);
 }
 
-/* Consumer, no lock held: INLINE -> POLLERS (see PHASES). */
+/* Consumer, no lock held: INLINE -> POLLERS (see PHASES).  No poller
+ * thread exists: the last park joined them all. */
 static void unpark_pollers(wfc_ep *ep)
 {
     pthread_mutex_lock(&ep->ctl_lock);
@@ -58,12 +68,19 @@ static void unpark_pollers(wfc_ep *ep)
     }
     pthread_mutex_unlock(&ep->ctl_lock);
     pthread_mutex_lock(&ep->park_lock);
-    /* Release: pairs with the pollers' acquire hint; the waiters read it
-     * under park_lock. */
+    /* Relaxed would do: pthread_create below orders this store before
+     * everything the new threads do; release keeps the pair with the
+     * pollers' acquire load plain to read. */
     atomic_store_explicit(&ep->park_request, 0, memory_order_release);
-    pthread_cond_broadcast(&ep->park_cond);
+    ep->parked = 0;
     pthread_mutex_unlock(&ep->park_lock);
     STAT_ADD(ep->phase_switches, 1);
+    if (start_pollers(ep) != 0) {
+        /* Out of threads (EAGAIN) or memory: back to INLINE, with the
+         * ones that did start parked again.  The adaptive rule's trial
+         * then measures inline against inline, and keeps it. */
+        park_pollers(ep);
+    }
 }
 
 static void switch_phase(wfc_ep *ep, int phase)

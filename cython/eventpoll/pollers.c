@@ -3,28 +3,9 @@
  * locking rules and the ordering argument of each atomic are explained at
  * the top of eventpoll_core.c.
  *
- * This file: the poller threads (poller_main, parking), and the benchmark
+ * This file: the poller threads (poller_main; a park request ends them), and the benchmark
  * hooks that run a poller's hand-off without the kernel.
  */
-
-/* A poller asked to park (PHASES): count ourselves parked and wait until
- * the consumer unparks us or shutdown begins.  Our appends so far happen
- * before the consumer sees `parked` reach npollers (park_lock). */
-static void poller_park(wfc_ep *ep)
-{
-    pthread_mutex_lock(&ep->park_lock);
-    if (atomic_load_explicit(&ep->park_request, memory_order_relaxed)) {
-        ep->parked++;
-        pthread_cond_signal(&ep->parked_cond);
-        /* Relaxed loads: park_lock orders them against the writers, which
-         * change both (or broadcast) with park_lock held. */
-        while (atomic_load_explicit(&ep->park_request, memory_order_relaxed)
-               && !atomic_load_explicit(&ep->closing, memory_order_relaxed))
-            pthread_cond_wait(&ep->park_cond, &ep->park_lock);
-        ep->parked--;
-    }
-    pthread_mutex_unlock(&ep->park_lock);
-}
 
 static void *poller_main(void *arg)
 {
@@ -39,12 +20,17 @@ static void *poller_main(void *arg)
     for (;;) {
         int n;
 
-        /* Acquire: pairs with the release stores in park_pollers and
-         * unpark_pollers.  Only a hint: the decision to wait is taken again
-         * under park_lock, and a poller that misses a park request here is
-         * woken by park_efd, which stays readable until all are parked. */
+        /* A park request ends the thread (PHASES): parked, the process
+         * keeps no poller thread.  Acquire: pairs with the release store in
+         * park_pollers; our appends so far are ordered before the consumer
+         * sees `parked` reach `running` by park_lock, below.  A poller that
+         * reads 0 here just before the request is woken from epoll_wait by
+         * park_efd, which stays readable until every poller has left, and
+         * comes back here after its batch.  A poller never sees a stale 1:
+         * unpark_pollers stores 0 before pthread_create, which orders it
+         * before everything the new thread does. */
         if (atomic_load_explicit(&ep->park_request, memory_order_acquire))
-            poller_park(ep);
+            break;
         if (atomic_load_explicit(&ep->closing, memory_order_acquire))
             break;
         n = epoll_wait(ep->kfd, evs, POLLER_BATCH, -1);
@@ -103,9 +89,8 @@ static void *poller_main(void *arg)
     }
     free(p->rx);
     p->rx = NULL;
-    /* A poller that is gone counts as parked for good: it appends
-     * nothing more, and a consumer parking the pollers must not wait for
-     * it. */
+    /* A poller that is gone counts as parked: it appends nothing more.
+     * park_pollers waits for `parked` to reach `running`, then joins us. */
     pthread_mutex_lock(&ep->park_lock);
     ep->parked++;
     pthread_cond_signal(&ep->parked_cond);
