@@ -33,7 +33,7 @@ import threading
 from collections.abc import MutableMapping
 from types import MethodType
 from weakref import WeakValueDictionary
-from asyncio import base_events, events, format_helpers, selector_events
+from wfcloop import asyncio_compat
 
 from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING, PyBytes_GET_SIZE
 from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_WRITABLE
@@ -105,23 +105,20 @@ cdef char read_buffer[READ_BUFFER_SIZE]
 
 cdef object EVENT_READ = selectors.EVENT_READ
 cdef object EVENT_WRITE = selectors.EVENT_WRITE
-cdef double MAXIMUM_SELECT_TIMEOUT = base_events.MAXIMUM_SELECT_TIMEOUT
-cdef Py_ssize_t MIN_SCHEDULED_TIMER_HANDLES = base_events._MIN_SCHEDULED_TIMER_HANDLES
-cdef double MIN_CANCELLED_TIMER_HANDLES_FRACTION = base_events._MIN_CANCELLED_TIMER_HANDLES_FRACTION
-cdef object Handle = events.Handle
-cdef object TimerHandle = events.TimerHandle
+cdef double MAXIMUM_SELECT_TIMEOUT = asyncio_compat.MAXIMUM_SELECT_TIMEOUT
+cdef Py_ssize_t MIN_SCHEDULED_TIMER_HANDLES = asyncio_compat.MIN_SCHEDULED_TIMER_HANDLES
+cdef double MIN_CANCELLED_TIMER_HANDLES_FRACTION = asyncio_compat.MIN_CANCELLED_TIMER_HANDLES_FRACTION
+cdef object Handle = asyncio_compat.Handle
+cdef object TimerHandle = asyncio_compat.TimerHandle
 cdef object heapify = heapq.heapify
-cdef object format_handle = base_events._format_handle
+cdef object format_handle = asyncio_compat.format_handle
 cdef object Future = asyncio.Future
 cdef object Task = asyncio.Task
-cdef object set_task_name = getattr(asyncio.tasks, "_set_task_name", None)
-# Python 3.13's _format_callback_source() takes debug= and leaves a
-# callback's arguments out of its text unless debug is true (3.11 and 3.12
-# always show them).
-cdef bint FORMAT_WITH_DEBUG = sys.version_info >= (3, 13)
-# Python 3.12's _make_socket_transport() refuses a socket that an open
-# transport of the loop already uses (3.11 makes a second transport).
-cdef bint CHECK_SOCKET_TRANSPORT = sys.version_info >= (3, 12)
+cdef object set_task_name = asyncio_compat.set_task_name
+cdef object format_callback_source = asyncio_compat.format_callback_source
+# Version flags: what each stands for is said in asyncio_compat.
+cdef bint FORMAT_WITH_DEBUG = asyncio_compat.FORMAT_WITH_DEBUG
+cdef bint CHECK_SOCKET_TRANSPORT = asyncio_compat.CHECK_SOCKET_TRANSPORT
 from asyncio.log import logger
 
 
@@ -133,13 +130,13 @@ cdef inline double monotonic() noexcept nogil:
 
 
 cdef object socket_type = socket.socket
-SSL_HANDSHAKE_TIMEOUT = asyncio.constants.SSL_HANDSHAKE_TIMEOUT
-SSL_SHUTDOWN_TIMEOUT = asyncio.constants.SSL_SHUTDOWN_TIMEOUT
+SSL_HANDSHAKE_TIMEOUT = asyncio_compat.SSL_HANDSHAKE_TIMEOUT
+SSL_SHUTDOWN_TIMEOUT = asyncio_compat.SSL_SHUTDOWN_TIMEOUT
 # asyncio's own methods, for the paths that keep asyncio's behaviour.
-cdef object base_call_soon = base_events.BaseEventLoop.call_soon
-cdef object base__call_soon = base_events.BaseEventLoop._call_soon
-cdef object base_remove_reader = selector_events.BaseSelectorEventLoop._remove_reader
-cdef object base_ensure_fd_no_transport = selector_events.BaseSelectorEventLoop._ensure_fd_no_transport
+cdef object base_call_soon = asyncio_compat.base_call_soon
+cdef object base__call_soon = asyncio_compat.base__call_soon
+cdef object base_remove_reader = asyncio_compat.base__remove_reader
+cdef object base_ensure_fd_no_transport = asyncio_compat.base__ensure_fd_no_transport
 
 
 # The loop, one concern per file (declarations of their cdef classes in the

@@ -5,6 +5,9 @@ concurrent queue fed by poller threads.
   :func:`install`, :func:`run`: the event loop and the ways to plug it in.
 - :class:`EventPoll`: the core, a drop-in for :class:`select.epoll`.
 """
+# First: on a Python whose asyncio lacks a private name wfcloop relies on,
+# the ImportError names it (see asyncio_compat).
+from . import asyncio_compat
 try:
     from ._eventpoll import EventPoll, default_pollers
 except ModuleNotFoundError as exc:   # e.g. src/ of a checkout, never built

@@ -9,12 +9,13 @@ import os
 import select
 import selectors
 
+from .asyncio_compat import BaseSelectorImpl, PollLikeSelector
 from ._eventpoll import EventPoll
 
 __all__ = ["EventPollSelector", "default_adaptive", "default_poller_io"]
 
 
-class EventPollSelector(selectors._PollLikeSelector):
+class EventPollSelector(PollLikeSelector):
     """A selector whose poller is :class:`wfcloop.EventPoll`.
 
     ``pollers`` poller threads (``None``: :func:`wfcloop.default_pollers`).
@@ -28,7 +29,7 @@ class EventPollSelector(selectors._PollLikeSelector):
     _EVENT_WRITE = select.EPOLLOUT
 
     def __init__(self, *, pollers=None, adaptive=None, poller_io=None):
-        selectors._BaseSelectorImpl.__init__(self)
+        BaseSelectorImpl.__init__(self)
         if adaptive is None:
             adaptive = default_adaptive()
         if poller_io is None:
@@ -101,7 +102,7 @@ class EventPollSelector(selectors._PollLikeSelector):
         # loop.close() in the child works, as with the stdlib's selectors
         # (which would even remove the parent's registration).
         if os.getpid() != self._pid:
-            return selectors._BaseSelectorImpl.unregister(self, fileobj)
+            return BaseSelectorImpl.unregister(self, fileobj)
         return super().unregister(fileobj)
 
     def close(self):

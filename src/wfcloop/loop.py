@@ -4,9 +4,9 @@ install and run.
 import asyncio
 import logging
 import os
-import sys
 import warnings
 
+from . import asyncio_compat
 from ._loop import BaseLoop
 from ._selector import EventPollSelector
 
@@ -58,7 +58,7 @@ class Loop(BaseLoop):
     # that replaced it keeps its file.  Unlike 3.13, only a file the loop
     # made itself (``path=``) is removed, never that of a ``sock=`` the
     # caller bound (CPython 3.11's own tests unlink that one themselves).
-    if sys.version_info < (3, 13):
+    if not asyncio_compat.UNIX_SERVER_CLEANUP_BUILTIN:
         async def create_unix_server(self, protocol_factory, path=None, *,
                                      cleanup_socket=True, **kwargs):
             server = await super().create_unix_server(protocol_factory, path, **kwargs)
@@ -94,12 +94,7 @@ def new_event_loop(*, pollers=None, adaptive=None, poller_io=None):
     return Loop(pollers=pollers, adaptive=adaptive, poller_io=poller_io)
 
 
-_PolicyBase = asyncio.DefaultEventLoopPolicy
-if sys.version_info >= (3, 14):  # the policy classes are deprecated aliases there
-    _PolicyBase = asyncio.events._BaseDefaultEventLoopPolicy
-
-
-class EventLoopPolicy(_PolicyBase):
+class EventLoopPolicy(asyncio_compat.EventLoopPolicyBase):
     """An event loop policy whose new loops are :class:`Loop` instances."""
 
     def new_event_loop(self):
@@ -112,7 +107,7 @@ def install():
     Python 3.14 deprecates event loop policies; there, prefer
     ``wfcloop.run(main())`` or ``asyncio.run(main(), loop_factory=wfcloop.new_event_loop)``.
     """
-    if sys.version_info >= (3, 14):
+    if asyncio_compat.POLICIES_DEPRECATED:
         warnings.warn(
             "wfcloop.install() sets an event loop policy, which Python 3.14 "
             "deprecates; use wfcloop.run() or asyncio.run(..., "
@@ -132,7 +127,7 @@ def run(main, *, debug=None, pollers=None, adaptive=None, poller_io=None, **run_
     def factory():
         return Loop(pollers=pollers, adaptive=adaptive, poller_io=poller_io)
 
-    if sys.version_info >= (3, 12):
+    if asyncio_compat.RUN_HAS_LOOP_FACTORY:
         return asyncio.run(main, debug=debug, loop_factory=factory, **run_kwargs)
     if run_kwargs:
         raise TypeError(f"run() got unexpected keyword arguments {sorted(run_kwargs)}")

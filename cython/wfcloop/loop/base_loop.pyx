@@ -68,12 +68,12 @@ class BaseLoop(asyncio.SelectorEventLoop):
             sys.set_asyncgen_hooks(firstiter=self._asyncgen_firstiter_hook,
                                    finalizer=self._asyncgen_finalizer_hook)
 
-            events._set_running_loop(self)
+            set_running_loop(self)
             run_until_stopped(self, own_run_once)
         finally:
             self._stopping = False
             self._thread_id = None
-            events._set_running_loop(None)
+            set_running_loop(None)
             self._set_coroutine_origin_tracking(False)
             sys.set_asyncgen_hooks(*old_agen_hooks)
 
@@ -127,7 +127,7 @@ class BaseLoop(asyncio.SelectorEventLoop):
             callback, *args, context=context)
 
     def _read_from_self(self):
-        selector_events.BaseSelectorEventLoop._read_from_self(self)
+        base__read_from_self(self)
         (<_Scheduler>self._wfc_scheduler).wakeup_pending = False
 
     def _write_to_self(self):
@@ -141,13 +141,13 @@ class BaseLoop(asyncio.SelectorEventLoop):
         if csock is None:
             return
         if c_send(csock.fileno(), b"\0", 1, MSG_DONTWAIT) < 0 and self._debug:
-            selector_events.BaseSelectorEventLoop._write_to_self(self)
+            base__write_to_self(self)
 
     def create_future(self):
         """Create a Future object attached to the loop."""
         return Future(loop=self)
 
-    if sys.version_info < (3, 13):
+    if asyncio_compat.COMPILED_CREATE_TASK:
         def create_task(self, coro, *, name=None, context=None):
             """Schedule the coroutine coro; return its Task."""
             return (<_Scheduler>self._wfc_scheduler).create_task(
@@ -184,24 +184,24 @@ class BaseLoop(asyncio.SelectorEventLoop):
     def _add_reader(self, fd, callback, *args):
         if self._wfc_parked_readers:
             unpark_reader(self, fd, args[1] if len(args) >= 2 else None)
-        return selector_events.BaseSelectorEventLoop._add_reader(
+        return base__add_reader(
             self, fd, callback, *args)
 
     def _remove_reader(self, fd):
         if self._wfc_parked_readers:
             unpark_reader(self, fd, None)
-        return selector_events.BaseSelectorEventLoop._remove_reader(self, fd)
+        return base_remove_reader(self, fd)
 
     def _add_writer(self, fd, callback, *args):
         if self._wfc_parked_readers:
             unpark_reader(self, fd, None)
-        return selector_events.BaseSelectorEventLoop._add_writer(
+        return base__add_writer(
             self, fd, callback, *args)
 
     def _remove_writer(self, fd):
         if self._wfc_parked_readers:
             unpark_reader(self, fd, None)
-        return selector_events.BaseSelectorEventLoop._remove_writer(self, fd)
+        return base__remove_writer(self, fd)
 
     def close(self):
         self._wfc_parked_readers.clear()
@@ -295,4 +295,10 @@ class BaseLoop(asyncio.SelectorEventLoop):
 
 
 cdef object BASE_RUN_ONCE = BaseLoop.__dict__["_run_once"]
-cdef bint HAVE_RUN_FOREVER_SETUP = hasattr(base_events.BaseEventLoop, "_run_forever_setup")
+cdef bint HAVE_RUN_FOREVER_SETUP = asyncio_compat.HAVE_RUN_FOREVER_SETUP
+cdef object set_running_loop = asyncio_compat.set_running_loop
+cdef object base__read_from_self = asyncio_compat.base__read_from_self
+cdef object base__write_to_self = asyncio_compat.base__write_to_self
+cdef object base__add_reader = asyncio_compat.base__add_reader
+cdef object base__add_writer = asyncio_compat.base__add_writer
+cdef object base__remove_writer = asyncio_compat.base__remove_writer

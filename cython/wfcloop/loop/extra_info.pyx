@@ -6,7 +6,7 @@
 
 
 cdef object MISSING = object()   # an ExtraInfo slot without a value
-cdef object TransportSocket = asyncio.trsock.TransportSocket
+cdef object TransportSocket = asyncio_compat.TransportSocket
 
 
 class ExtraInfo(MutableMapping):

@@ -12,9 +12,7 @@
 
 cdef Py_ssize_t slot_offset(type cls, str name) except -1:
     """Offset of the __slots__ field ``name`` of cls, from its descriptor."""
-    descriptor = cls.__dict__.get(name)
-    if type(descriptor) is not type(Handle.__dict__['_callback']):
-        raise ImportError(f"wfcloop: asyncio's {cls.__name__}.{name} is not a slot")
+    descriptor = asyncio_compat.handle_slot(cls, name)   # ImportError if not
     return (<PyMemberDescrObject *>descriptor).d_member.offset
 
 

@@ -123,10 +123,10 @@ cdef run_handle(object handle):
         if FORMAT_WITH_DEBUG:
             # 3.13+: the arguments are shown in debug mode only (as in
             # asyncio's Handle._run).
-            cb = format_helpers._format_callback_source(
+            cb = format_callback_source(
                 callback, args, debug=handle._loop.get_debug())
         else:
-            cb = format_helpers._format_callback_source(callback, args)
+            cb = format_callback_source(callback, args)
         context = {
             'message': f'Exception in callback {cb}',
             'exception': exc,
@@ -240,8 +240,8 @@ cdef run_once(object loop, _Dispatch dispatch, _Scheduler scheduler):
     handle = None  # Needed to break cycles when an exception occurs.
 
 
-cdef object RUN_ONCE_NAME = "_run_once"
-cdef object STOPPING_NAME = "_stopping"
+cdef object RUN_ONCE_NAME = asyncio_compat.declared(asyncio_compat.LOOP_STATE, "_run_once")
+cdef object STOPPING_NAME = asyncio_compat.declared(asyncio_compat.LOOP_STATE, "_stopping")
 cdef int EVAL_BREAKER_EVERY = 64   # iterations between two eval-breaker points
 
 # A function of Python bytecode, so that calling it passes the interpreter's

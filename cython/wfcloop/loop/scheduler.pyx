@@ -128,7 +128,7 @@ cdef class _Scheduler:
 # The methods a Loop binds from its _Scheduler, unless a subclass overrides them.
 SCHEDULER_METHODS = ("call_soon", "call_later", "call_at", "time", "get_debug",
                      "call_soon_threadsafe")
-if sys.version_info < (3, 13):
+if asyncio_compat.COMPILED_CREATE_TASK:
     SCHEDULER_METHODS += ("create_task",)
 
 

@@ -6,8 +6,8 @@
 # once, without asyncio's Task, coroutine and waiter future per connection.
 
 
-cdef object base_accept_connection = selector_events.BaseSelectorEventLoop._accept_connection
-cdef object base_accept_connection2 = selector_events.BaseSelectorEventLoop._accept_connection2
+cdef object base_accept_connection = asyncio_compat.base__accept_connection
+cdef object base_accept_connection2 = asyncio_compat.base__accept_connection2
 
 
 cdef bint accepts_plainly(loop, sslcontext) except -1:

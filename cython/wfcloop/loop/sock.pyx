@@ -12,9 +12,12 @@ except ImportError:  # Python built without ssl
     SSLSocket = None
 from functools import partial
 
+cdef object base__sock_read_done = asyncio_compat.base__sock_read_done
+cdef object fileobj_to_fd = asyncio_compat.fileobj_to_fd
+
 
 cdef inline check_not_ssl_socket(sock):
-    """base_events._check_ssl_socket()."""
+    """asyncio's _check_ssl_socket() (base_events)."""
     if SSLSocket is not None and isinstance(sock, SSLSocket):
         raise TypeError("Socket cannot be of type SSLSocket")
 
@@ -51,7 +54,7 @@ cdef sock_read_done(loop, fd, fut, handle):
     # A cancelled handle has no _args any more (asyncio's cancel() clears
     # them): asyncio's path, which leaves it alone.
     if handle is None or loop._debug or handle._args is None or len(handle._args) < 2:
-        selector_events.BaseSelectorEventLoop._sock_read_done(loop, fd, fut, handle)
+        base__sock_read_done(loop, fd, fut, handle)
     elif not handle.cancelled():
         loop._wfc_parked_readers[fd] = handle
 
@@ -142,7 +145,7 @@ cdef unpark_reader(loop, fd, sock):
     cdef dict parked = loop._wfc_parked_readers
     if type(fd) is not int:
         try:
-            fd = selectors._fileobj_to_fd(fd)
+            fd = fileobj_to_fd(fd)
         except ValueError:
             return  # asyncio's own method reports the bad fd
     handle = parked.pop(fd, None)

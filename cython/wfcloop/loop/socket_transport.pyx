@@ -66,11 +66,12 @@ cdef int get_protocol_buffer(transport, Py_ssize_t hint, Py_buffer *view) except
     return 1
 
 
-cdef object super_write = selector_events._SelectorSocketTransport.write
+cdef object super_write = asyncio_compat.base_socket_transport_write
+cdef object SelectorSocketTransport = asyncio_compat.SelectorSocketTransport
 cdef object BufferedProtocol = asyncio.BufferedProtocol
 
 
-class SocketTransport(selector_events._SelectorSocketTransport):
+class SocketTransport(SelectorSocketTransport):
     """asyncio's socket transport with its per-event paths in C: reads into
     the reused buffer (or a BufferedProtocol's own), and writes straight to
     the socket while nothing is buffered.  Everything else (flow control, EOF, close, sendfile, TLS
@@ -149,7 +150,7 @@ class SocketTransport(selector_events._SelectorSocketTransport):
             n += poll.io_pending(self._sock_fd)
         return n
 
-    if hasattr(selector_events._SelectorSocketTransport, '_make_empty_waiter'):
+    if asyncio_compat.HAVE_MAKE_EMPTY_WAITER:
         def _make_empty_waiter(self):
             if self._wfc_queued:
                 io_settle_writes(self)
@@ -165,7 +166,7 @@ class SocketTransport(selector_events._SelectorSocketTransport):
             self._read_ready_cb = cls._read_ready__get_buffer
         else:
             self._read_ready_cb = cls._read_ready__data_received
-        super(selector_events._SelectorSocketTransport, self).set_protocol(protocol)
+        super(SelectorSocketTransport, self).set_protocol(protocol)
 
     def _read_ready(self):
         self._read_ready_cb(self)
@@ -235,8 +236,7 @@ class SocketTransport(selector_events._SelectorSocketTransport):
         plain_write(self, data)
 
 
-    if getattr(selector_events._SelectorSocketTransport,
-               '_buffer_factory', None) is bytearray:
+    if asyncio_compat.BUFFER_FACTORY_IS_BYTEARRAY:
         # asyncio (3.11) gives each transport an empty bytearray for its
         # write buffer (56 bytes); most writes of an idle-heavy server go
         # out at once and never need it.  Until a write has to buffer,
