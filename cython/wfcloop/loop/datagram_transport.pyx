@@ -45,9 +45,9 @@ cdef enum:
     MAX_FLOWINFO = 0xfffff
 
 
-cdef object SelectorDatagramTransport = selector_events._SelectorDatagramTransport
-cdef object super_sendto = SelectorDatagramTransport.sendto
-cdef object super_read_ready = SelectorDatagramTransport._read_ready
+cdef object SelectorDatagramTransport = asyncio_compat.SelectorDatagramTransport
+cdef object super_sendto = asyncio_compat.base_datagram_transport_sendto
+cdef object super_read_ready = asyncio_compat.base_datagram_read_ready
 cdef object AsyncioDatagramTransport = asyncio.DatagramTransport
 
 
