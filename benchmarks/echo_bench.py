@@ -53,6 +53,9 @@ about 20%: use --rounds 5 or more for figures worth quoting.
     .venv/bin/python benchmarks/echo_bench.py --http-only --http-apps raw,uvicorn
     .venv/bin/python benchmarks/echo_bench.py --build before=../old/.venv/bin/python \\
         --servers wfcloop,before:wfcloop,uvloop --rounds 5   # two builds in the same rounds
+    .venv/bin/python benchmarks/echo_bench.py --udp --modes protocol --rounds 3
+                                  # adds the UDP echo cells (1 KiB x 10/100 sockets,
+                                  # 65507 B x 10; client benchmarks/tools/udp_load_client.c)
 """
 from __future__ import annotations
 
@@ -84,9 +87,11 @@ EXAMPLES = ROOT / "examples"
 RESULTS_MD = BENCH_DIR / "RESULTS.md"
 CLIENT = BUILD_DIR / "load_client"
 C_SERVER = BUILD_DIR / "c_echo_server"
+UDP_CLIENT = BUILD_DIR / "udp_load_client"
 C_PROGRAMS = {
     CLIENT: (BENCH_DIR / "tools" / "load_client.c", ["-pthread"]),
     C_SERVER: (BENCH_DIR / "tools" / "c_echo_server.c", []),
+    UDP_CLIENT: (BENCH_DIR / "tools" / "udp_load_client.c", []),
 }
 CFLAGS = ["-O2", "-Wall", "-Wextra", "-std=gnu11"]
 
@@ -95,6 +100,10 @@ MODES = {
     "buffered": "echo_buffered.py",
     "streams": "echo_streams.py",
     "sock": "echo_sock.py",
+    # UDP echo (create_datagram_endpoint, sendto back in datagram_received),
+    # driven by benchmarks/tools/udp_load_client.c: one datagram in flight
+    # per socket; no C server for it.
+    "udp": "echo_udp.py",
 }
 # --http: the HTTP stacks, each an example server that takes --certfile/--keyfile
 HTTP_APPS = {
@@ -107,6 +116,8 @@ HTTP_NEEDS = {"raw": (), "uvicorn": ("uvicorn", "httptools"), "aiohttp": ("aioht
 # Extra raw-over-TLS rows: 64 KiB responses, and a new connection (a TLS
 # handshake) per request.
 HTTP_EXTRA = ("https-raw-64k", "https-raw-close")
+# --udp: the cells of issue 15 (65507 B: the largest IPv4 datagram).
+UDP_CELLS = [(1024, 10), (1024, 100), (65507, 10)]
 # Other processes' median CPU use during the runs above which the table
 # carries a warning.
 BUSY_OTHERS_CPUS = 0.5
@@ -155,6 +166,8 @@ def targets_for(cell, server):
             out.append(("xuv", "uvloop", 1.3))
         elif mode == "sock":
             out.append(("xuv", "uvloop", 2.5))
+        elif mode == "udp":
+            out.append(("xuv", "uvloop", 1.0 if size > 60000 else 1.2))
         if not is_http(mode):
             out.append(("eff", "eff", 1.0))
     elif server == "wfcloop-pollers" or server.startswith("wfcloop-p"):
@@ -406,9 +419,12 @@ class Server:
 def run_client(server, cell, a):
     """Run the load client against a started server; returns a result dict
     with the client's JSON plus server/client CPU over the measured window."""
-    argv = [str(CLIENT), "--host", a.host, "--port", str(server.port),
+    argv = [str(UDP_CLIENT if cell["mode"] == "udp" else CLIENT),
+            "--host", a.host, "--port", str(server.port),
             "-c", str(cell["conns"]), "-s", str(cell["size"]),
-            "-d", str(a.duration), "-w", str(a.warmup), "-t", str(a.threads), "--marks"]
+            "-d", str(a.duration), "-w", str(a.warmup), "--marks"]
+    if cell["mode"] != "udp":
+        argv += ["-t", str(a.threads)]
     proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     samples = {}
@@ -912,6 +928,9 @@ def main(argv=None):
     p.add_argument("--http-tls", default="plain,tls",
                    help="plain, tls or both (default: %(default)s; tls adds raw with "
                         "64 KiB responses and with a handshake per request)")
+    p.add_argument("--udp", action="store_true",
+                   help="also run the UDP echo cells (1 KiB x 10 and 100 sockets, 65507 B "
+                        "x 10) for every server but c-server")
     p.add_argument("--http-app", help="HTTP app to run instead of examples/http_aiohttp.py")
     p.add_argument("--http-conns", default="100", help="wrk connections (default 100)")
     p.add_argument("--host", default="127.0.0.1")
@@ -990,7 +1009,16 @@ def main(argv=None):
                else OUT_DIR / f"echo_bench-{stamp}-logs")
     log_dir.mkdir(parents=True, exist_ok=True)
 
-    cells = [dict(mode=m, size=s, conns=c) for m in modes for s in sizes for c in conns]
+    cells = [dict(mode=m, size=s, conns=c) for m in modes for s in sizes for c in conns
+             if m != "udp"]
+    # UDP cells: --udp's, and --modes udp with the given sizes and counts;
+    # every server but the C one (it speaks TCP only).
+    udp_cells = [dict(mode="udp", size=s, conns=c) for s in sizes for c in conns
+                 if "udp" in modes and s <= 65507]
+    if a.udp:
+        udp_cells += [dict(mode="udp", size=s, conns=c) for s, c in UDP_CELLS
+                      if dict(mode="udp", size=s, conns=c) not in udp_cells]
+    udp_servers = [s for s in servers if s != "c-server"]
     http_cells, http_servers = [], []
     if a.http:
         http_cells = make_http_cells(a, notes, log_dir)
@@ -1006,6 +1034,7 @@ def main(argv=None):
                     + (["uvloop"] if "uvloop" in servers else []))
     per_run = a.warmup + a.duration + 0.5
     est = per_run * a.rounds * (len(cells) * len(servers) + len(pcells) * len(pservers)
+                                + len(udp_cells) * len(udp_servers)
                                 + len(http_cells) * len(http_servers) * 1.5)
     progress(f"echo_bench: {len(cells)} cells x {len(servers)} servers x {a.rounds} rounds"
              + (f", pollers table {len(pcells)} x {len(pservers)}" if pcells else "")
@@ -1015,10 +1044,14 @@ def main(argv=None):
     t_start = time.monotonic()
     runs = run_matrix(cells, servers, a, log_dir, "echo", t_start, est) if cells else []
     hruns = run_matrix(http_cells, http_servers, a, log_dir, "http", t_start, est) if http_cells else []
+    uruns = run_matrix(udp_cells, udp_servers, a, log_dir, "udp", t_start, est) if udp_cells else []
+    runs += uruns
     pruns = run_matrix(pcells, pservers, a, log_dir, "pollers", t_start, est) if pcells else []
     elapsed = time.monotonic() - t_start
 
-    summary = summarize(runs, cells, servers) + summarize(hruns, http_cells, http_servers)
+    summary = (summarize([r for r in runs if r["mode"] != "udp"], cells, servers)
+               + summarize(uruns, udp_cells, udp_servers)
+               + summarize(hruns, http_cells, http_servers))
     psummary = summarize(pruns, pcells, pservers) if pcells else []
     info = machine_info()
     others = median([r.get("others_cpus") for r in runs + pruns])

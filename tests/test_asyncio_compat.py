@@ -39,6 +39,7 @@ EXPECTED_PARAMETERS = {
     "base__add_writer": ["self", "fd", "callback", "args"],
     "base__remove_writer": ["self", "fd"],
     "base__ensure_fd_no_transport": ["self", "fd"],
+    "base_datagram_read_ready": ["self"],
     "base__read_from_self": ["self"],
     "base__write_to_self": ["self"],
     "base__accept_connection": ["self", "protocol_factory", "sock", "sslcontext", "server",
@@ -51,6 +52,8 @@ EXPECTED_PARAMETERS = {
 # Class entries: the base each must have.
 EXPECTED_BASES = {
     "SelectorSocketTransport": asyncio.Transport,
+    # A Transport (not a DatagramTransport before 3.12): its base class.
+    "SelectorDatagramTransport": asyncio.BaseTransport,
     "PollLikeSelector": selectors.BaseSelector,
     "BaseSelectorImpl": selectors.BaseSelector,
     "TransportSocket": object,

@@ -120,3 +120,39 @@ def test_http_bench_tiny_run(tmp_path):
     for key, r in measured.items():
         assert r["ok"] and r["rps"] > 0, (key, r.get("why"))
         assert r["errors"] == 0, key
+
+
+def test_udp_load_client_compiles_without_warnings(tmp_path):
+    p = subprocess.run(["cc", "-O2", "-Wall", "-Wextra", "-std=gnu11",
+                        str(BENCH / "tools" / "udp_load_client.c"), "-o", str(tmp_path / "prog")],
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    assert "warning" not in p.stderr, p.stderr
+    # Loopback only: another address is refused (exit 2) before anything is sent.
+    p = subprocess.run([str(tmp_path / "prog"), "--host", "192.0.2.1", "-d", "0.1"],
+                       capture_output=True, text=True, timeout=30)
+    assert p.returncode == 2 and "not a loopback address" in p.stderr
+
+
+def test_echo_bench_tiny_udp_run(tmp_path):
+    """The udp mode: every server echoes datagrams, the client sees no errors."""
+    servers = ["asyncio", "wfcloop"]
+    try:
+        import uvloop  # noqa: F401
+        servers.append("uvloop")
+    except ImportError:
+        pass
+    out = tmp_path / "udp.json"
+    p = subprocess.run(
+        [sys.executable, str(BENCH / "echo_bench.py"), "--rounds", "1", "--duration", "0.5",
+         "--warmup", "0.1", "--modes", "udp", "--sizes", "1024", "--conns", "10",
+         "--servers", ",".join(servers + ["c-server"]), "--json", str(out), "--no-png"],
+        capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert p.returncode == 0, p.stdout + p.stderr
+    by_server = {r["server"]: r for r in json.loads(out.read_text())["runs"]}
+    assert set(by_server) == set(servers)   # no C server for UDP
+    for name, r in by_server.items():
+        assert r["ok"], (name, r.get("why"))
+        assert r["mode"] == "udp" and r["rps"] > 0 and r["errors"] == 0, (name, r)
+        assert r["conns_alive"] == 10, name
+    assert "udp 1 KiB 10c" in p.stdout

@@ -183,6 +183,15 @@ SelectorSocketTransport = _resolve(
     "control, EOF, close, sendfile and TLS upgrade are asyncio's); "
     "without it there is no socket transport")
 base_socket_transport_write = SelectorSocketTransport.write   # public method
+SelectorDatagramTransport = _resolve(
+    "SelectorDatagramTransport", selector_events, "_SelectorDatagramTransport",
+    "DatagramTransport subclasses asyncio's datagram transport (its "
+    "buffering, flow control, close, abort and errors are asyncio's); "
+    "without it there is no datagram transport")
+base_datagram_transport_sendto = SelectorDatagramTransport.sendto   # public method
+base_datagram_read_ready = _resolve(
+    "base_datagram_read_ready", SelectorDatagramTransport, "_read_ready",
+    "asyncio's datagram read, for a max_size the loop's buffer cannot hold")
 base__add_reader = _resolve(
     "base__add_reader", BaseSelectorEventLoop, "_add_reader",
     "BaseLoop's _add_reader releases a parked sock_* reader first, then "
@@ -286,6 +295,7 @@ LOOP_STATE = {
     "_remove_writer": ("method", "overridden; the dispatcher removes a cancelled writer"),
     "_ensure_fd_no_transport": ("method", "overridden (compiled lookup)"),
     "_make_socket_transport": ("method", "overridden: makes wfcloop's SocketTransport"),
+    "_make_datagram_transport": ("method", "overridden: makes wfcloop's DatagramTransport"),
     "_stop_serving": ("method", "overridden before 3.13 (unix socket cleanup)"),
 }
 
@@ -317,6 +327,23 @@ SOCKET_TRANSPORT_STATE = {
     "_set_write_buffer_limits": ("method", "wrapped to share the limit ints"),
     "_make_empty_waiter": ("optional", "HAVE_MAKE_EMPTY_WAITER: wrapped to settle poller writes first"),
     "_buffer_factory": ("optional", "BUFFER_FACTORY_IS_BYTEARRAY (3.11): set to bytes, no bytearray per idle transport"),
+}
+
+DATAGRAM_TRANSPORT_STATE = {
+    # _SelectorDatagramTransport (and its _SelectorTransport bases) state
+    # that DatagramTransport reads.
+    "_sock_fd": ("field", "read through its DatagramSocket's fd, the one the C recvfrom/send use"),
+    "_protocol": ("field", "where datagrams and errors are delivered"),
+    "_buffer": ("field", "asyncio's send queue: sendto sends in C only while it is empty"),
+    "_closing": ("field", "close() was called: no C send, reading stops"),
+    "_conn_lost": ("field", "connection lost: no read, no C send"),
+    "_paused": ("field", "pause_reading(): the drain of one event stops"),
+    "_address": ("field", "the remote address of a connected endpoint (sendto's check)"),
+    "_extra": ("field", "get_extra_info's mapping: 'peername' says send() or sendto()"),
+    "max_size": ("field", "the read size asyncio asks recvfrom for (class attribute)"),
+    "_read_ready": ("method", "the reader callback; overridden"),
+    "_fatal_error": ("method", "asyncio's error report and close"),
+    "_sendto_ready": ("method", "asyncio's writer for buffered datagrams (inherited)"),
 }
 
 HANDLE_STATE = {
@@ -358,6 +385,7 @@ TRANSPORT_SOCKET_STATE = {
 STATE_TABLES = {
     BaseSelectorEventLoop: LOOP_STATE,
     SelectorSocketTransport: SOCKET_TRANSPORT_STATE,
+    SelectorDatagramTransport: DATAGRAM_TRANSPORT_STATE,
     Handle: HANDLE_STATE,
     TimerHandle: TIMER_HANDLE_STATE,
     PollLikeSelector: SELECTOR_STATE,
@@ -407,6 +435,7 @@ def check_instance_state(strict=True):
     """The declared fields missing from real stdlib objects of this Python
     ("Class.name" strings; empty when all are there): a stdlib
     SelectorEventLoop, a _SelectorSocketTransport over a socketpair, a
+    _SelectorDatagramTransport over a datagram socketpair, a
     Handle, a TimerHandle, a selector, a Server and a TransportSocket.
     strict=False skips an object that cannot be made here (a constructor
     this module does not know, no socketpair) instead of raising."""
@@ -436,6 +465,12 @@ def check_instance_state(strict=True):
         if transport is not None:
             check(TransportSocket, lambda: transport.get_extra_info("socket"))
             transport.abort()
+        dgram = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+        pair += dgram
+        datagram = check(SelectorDatagramTransport,
+                         lambda: SelectorDatagramTransport(loop, dgram[0], asyncio.DatagramProtocol()))
+        if datagram is not None:
+            datagram.abort()
         check(Handle, lambda: Handle(print, (), loop, None))
         check(TimerHandle, lambda: TimerHandle(0.0, print, (), loop, None))
         check(Server, lambda: Server(loop, [], asyncio.Protocol, None, 100, None, None))

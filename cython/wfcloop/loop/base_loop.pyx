@@ -285,6 +285,14 @@ class BaseLoop(asyncio.SelectorEventLoop):
         transport._extra = ExtraInfo(transport._extra)
         return transport
 
+    def _make_datagram_transport(self, sock, protocol, address=None,
+                                 waiter=None, extra=None):
+        # The compiled datagram transport (loop/datagram_transport.pyx).
+        if CHECK_SOCKET_TRANSPORT:
+            # As asyncio 3.12+: no second transport on a socket in use.
+            self._ensure_fd_no_transport(sock)
+        return DatagramTransport(self, sock, protocol, address, waiter, extra)
+
 
 cdef object BASE_RUN_ONCE = BaseLoop.__dict__["_run_once"]
 cdef bint HAVE_RUN_FOREVER_SETUP = asyncio_compat.HAVE_RUN_FOREVER_SETUP

@@ -1,0 +1,224 @@
+"""The compiled datagram transport (loop/datagram_transport.pyx),
+differential against the stdlib loop: ordering and one datagram_received()
+per datagram, sizes, addresses (IPv4, IPv6, unix), errors to
+error_received(), sendto() checks and after close, abort, and nothing left
+behind after close."""
+import asyncio
+import logging
+import os
+import socket
+import sys
+import tempfile
+
+import pytest
+
+from _differential import Raised, assert_same, has_ipv6_loopback, outcome, run_on_each
+
+
+class Recorder(asyncio.DatagramProtocol):
+    def __init__(self):
+        self.events = []
+        self.got = []
+        self.transport = None
+        self.lost = None
+
+    def connection_made(self, transport):
+        self.transport = transport
+        self.events.append("made")
+        self.lost = asyncio.get_running_loop().create_future()
+
+    def datagram_received(self, data, addr):
+        self.got.append((data, addr))
+
+    def error_received(self, exc):
+        self.events.append(("error", type(exc).__name__, exc.errno))
+
+    def connection_lost(self, exc):
+        self.events.append(("lost", exc if exc is None else (type(exc).__name__, str(exc))))
+        self.lost.set_result(exc)
+
+
+async def until(pred, limit=5.0):
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + limit
+    while not pred() and loop.time() < deadline:
+        await asyncio.sleep(0.002)
+
+
+async def echo_pair(family_addr):
+    loop = asyncio.get_running_loop()
+    st, sp = await loop.create_datagram_endpoint(Recorder, local_addr=family_addr)
+    ct, cp = await loop.create_datagram_endpoint(Recorder, remote_addr=st.get_extra_info("sockname")[:2])
+    return st, sp, ct, cp
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "::1"])
+def test_order_sizes_and_addresses(no_leaks, host):
+    if host == "::1" and not has_ipv6_loopback():
+        pytest.skip("no ::1")
+
+    async def scenario():
+        st, sp, ct, cp = await echo_pair((host, 0))
+        client = ct.get_extra_info("sockname")
+        out = [isinstance(st, asyncio.BaseTransport)]
+        # 1,000 numbered datagrams: each once, in order, from the client's
+        # address (sent 50 at a time: more could overflow the receive
+        # queue, which loses datagrams on any loop).
+        for i in range(1000):
+            ct.sendto(b"%d" % i)
+            if i % 50 == 49:
+                await until(lambda: len(sp.got) > i)
+        await until(lambda: len(sp.got) >= 1000)
+        out.append([d for d, _ in sp.got] == [b"%d" % i for i in range(1000)])
+        out.append({a for _, a in sp.got} == {client})
+        out.append(sp.got[0][1])
+        sp.got.clear()
+        # Sizes (the empty one is sent from 3.13 on, as asyncio does).
+        sizes = [1, 1024, 60000, 0, 7]
+        for n in sizes:
+            ct.sendto(os.urandom(n) if n else b"")
+        await until(lambda: any(len(d) == 7 for d, _ in sp.got))
+        out.append([len(d) for d, _ in sp.got])
+        # Reply from the server, to the address it got (the same tuple object).
+        st.sendto(b"back", sp.got[0][1])
+        st.sendto(bytearray(b"ba"), sp.got[0][1])
+        st.sendto(memoryview(b"mv"), sp.got[0][1])
+        await until(lambda: len(cp.got) >= 3)
+        out.append([d for d, _ in cp.got])
+        out.append(cp.got[0][1] == st.get_extra_info("sockname"))
+        # An oversized datagram: EMSGSIZE to error_received.
+        ct.sendto(b"x" * 70000)
+        await until(lambda: len(cp.events) > 1)
+        out.append(cp.events[1:])
+        for t, p in ((st, sp), (ct, cp)):
+            t.close()
+            out.append(await p.lost)
+        return [x if x != client else "client" for x in out]
+
+    ref = assert_same(run_on_each(scenario))
+    assert ref[:3] == [True, True, True]
+    assert ref[3] == "client"
+    expected_sizes = [1, 1024, 60000] + ([0] if sys.version_info >= (3, 13) else []) + [7]
+    assert ref[4] == expected_sizes
+    assert ref[5] == [b"back", b"ba", b"mv"]
+    assert ref[7][0][1] == "OSError" and ref[7][0][2] == 90  # EMSGSIZE
+
+
+def test_isinstance_datagram_transport_on_wfcloop(no_leaks):
+    # The stdlib's is a DatagramTransport from 3.12 on; wfcloop's always.
+    import wfcloop
+
+    async def scenario():
+        loop = asyncio.get_running_loop()
+        t, p = await loop.create_datagram_endpoint(Recorder, local_addr=("127.0.0.1", 0))
+        t.close()
+        await p.lost
+        return isinstance(t, asyncio.DatagramTransport)
+
+    loop = wfcloop.new_event_loop()
+    try:
+        assert loop.run_until_complete(scenario())
+    finally:
+        loop.close()
+
+
+def test_connection_refused_and_bad_arguments(no_leaks):
+    async def scenario():
+        loop = asyncio.get_running_loop()
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+            probe.bind(("127.0.0.1", 0))
+            dead = probe.getsockname()
+        t, p = await loop.create_datagram_endpoint(Recorder, remote_addr=dead)
+        out = []
+        t.sendto(b"nobody")
+        await until(lambda: len(p.events) > 1)
+        t.sendto(b"nobody")
+        await until(lambda: len(p.events) > 2)
+        out.append(p.events[1:3])
+        out.append(outcome(t.sendto, "str"))
+        bad = outcome(t.sendto, b"x", ("127.0.0.1", 9))
+        out.append((bad.type, bad.message.split(" or ")[0]))
+        out.append(outcome(t.sendto, b"x", dead))      # the same address: fine
+        t.close()
+        out.append(await p.lost)
+        # Unconnected: bad address types and values.
+        u, up = await loop.create_datagram_endpoint(Recorder, local_addr=("127.0.0.1", 0))
+        me = u.get_extra_info("sockname")
+        # (The last one is a fatal error, as in asyncio: the transport closes.)
+        for addr in [("127.0.0.1",), ("127.0.0.1", "x"), ("1.2.3.4.5", 9), ("localhost", me[1]),
+                     ["127.0.0.1", me[1]], ("127.0.0.1\0", 9), ("127.0.0.1", me[1]),
+                     ("127.0.0.1", 70000)]:
+            out.append(outcome(u.sendto, b"y", addr))
+        await until(lambda: len(up.got) >= 2)
+        out.append(sorted(d for d, _ in up.got))
+        out.append(up.events[1:])
+        if not u.is_closing():
+            u.close()
+        out.append(type(await up.lost).__name__)
+        return out
+
+    results = run_on_each(scenario)
+    ref = assert_same(results)
+    assert ref[0] == [("error", "ConnectionRefusedError", 111)] * 2
+    assert ref[1].type is TypeError
+    assert ref[2] == (ValueError, "Invalid address: must be None")
+    assert ref[3] is None
+
+
+def test_sendto_after_close_and_abort(no_leaks, caplog):
+    async def scenario():
+        loop = asyncio.get_running_loop()
+        st, sp, ct, cp = await echo_pair(("127.0.0.1", 0))
+        ct.close()
+        for _ in range(8):
+            ct.sendto(b"late")   # counted; warned from the 5th on
+        await cp.lost
+        st.sendto(b"x", ct.get_extra_info("sockname"))
+        st.abort()
+        out = [await sp.lost, sp.events, cp.events, st.is_closing(), ct.get_write_buffer_size()]
+        return out
+
+    with caplog.at_level(logging.WARNING, logger="asyncio"):
+        results = run_on_each(scenario)
+    ref = assert_same(results)
+    assert ref[0] is None and ref[1] == ["made", ("lost", None)]
+    warnings = [r for r in caplog.records if r.getMessage() == "socket.send() raised exception."]
+    # 8 sends after close(): _conn_lost counts from 1, warned at 5 and up.
+    assert len(warnings) == 4 * len(results)
+
+
+def test_unix_datagram_addresses(no_leaks):
+    async def scenario():
+        loop = asyncio.get_running_loop()
+        out = []
+        with tempfile.TemporaryDirectory() as d:
+            path = os.path.join(d, "server")
+            t, p = await loop.create_datagram_endpoint(Recorder, local_addr=path, family=socket.AF_UNIX)
+            named = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+            named.bind(os.path.join(d, "named"))
+            abstract = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+            abstract.bind("\0wfcloop-dgram-%d-%d" % (os.getpid(), id(loop)))
+            unbound = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+            big = os.urandom(200 * 1024)
+            with named, abstract, unbound:
+                for i, s in enumerate((named, abstract, unbound)):
+                    s.sendto(b"u%d" % i, path)
+                await until(lambda: len(p.got) >= 3)
+                out.append([d for d, _ in p.got])
+                out.append([a if not isinstance(a, bytes) else a.startswith(b"\0wfcloop") for _, a in p.got])
+                named.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 20)
+                named.sendto(big, path)
+                await until(lambda: len(p.got) >= 4)
+                out.append(p.got[3][0] == big)
+                t.sendto(b"reply", os.path.join(d, "named"))
+                named.settimeout(5)
+                out.append(named.recv(100))
+            t.close()
+            out.append(await p.lost)
+        return [x if not isinstance(x, list) else [y.replace(d, "D") if isinstance(y, str) else y for y in x]
+                for x in out]
+
+    ref = assert_same(run_on_each(scenario))
+    assert ref[0] == [b"u0", b"u1", b"u2"]
+    assert ref[1][1:] == [True, None]
+    assert ref[2] is True and ref[3] == b"reply"
