@@ -25,6 +25,7 @@ def ext(name, sources):
 
 extensions = [
     ext("wfcloop._eventpoll", ["cython/wfcloop/_eventpoll.pyx", "cython/eventpoll_core.c"]),
+    ext("wfcloop._eventpoll_selector", ["cython/wfcloop/_eventpoll_selector.pyx"]),
     ext("wfcloop._loop", ["cython/wfcloop/_loop.pyx"]),
 ]
 # The C core's stress harnesses (cython/selftest/) are not part of what

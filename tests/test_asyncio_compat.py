@@ -30,7 +30,6 @@ EXPECTED_PARAMETERS = {
     "format_callback_source": ["func", "args"] + (["debug"] if sys.version_info >= (3, 13) else []),
     "set_running_loop": ["loop"],
     "set_task_name": ["task", "name"],
-    "fileobj_to_fd": ["fileobj"],
     "base__call_soon": ["self", "callback", "args", "context"],
     "base__run_forever_setup": ["self"],
     "base__run_forever_cleanup": ["self"],
@@ -54,8 +53,6 @@ EXPECTED_BASES = {
     "SelectorSocketTransport": asyncio.Transport,
     # A Transport (not a DatagramTransport before 3.12): its base class.
     "SelectorDatagramTransport": asyncio.BaseTransport,
-    "PollLikeSelector": selectors.BaseSelector,
-    "BaseSelectorImpl": selectors.BaseSelector,
     "TransportSocket": object,
     # 3.14 keeps the abstract policy as events._AbstractEventLoopPolicy
     # (the public name is a deprecated alias there).
@@ -65,7 +62,7 @@ EXPECTED_BASES = {
 
 
 def test_every_entry_is_declared_with_a_reason():
-    assert len(compat.ENTRIES) >= 25
+    assert len(compat.ENTRIES) >= 20   # 24 on 3.11 (the selector needs none)
     for name, (where, why, required) in compat.ENTRIES.items():
         assert where.startswith(("asyncio.", "selectors.")), name
         assert why and "\n" not in why, name
@@ -159,8 +156,6 @@ def test_wfcloop_objects_carry_the_declared_state():
         for name, (kind, why) in compat.SOCKET_TRANSPORT_STATE.items():
             if kind != "optional":
                 assert hasattr(transport, name), name
-        for name, (kind, why) in compat.SELECTOR_STATE.items():
-            assert hasattr(loop._selector, name), name
         transport.abort()
         loop.run_until_complete(asyncio.sleep(0))
     finally:
@@ -195,7 +190,16 @@ INTERNAL_MODULE_IMPORT = re.compile(
 
 def test_sources_are_found():
     names = {p.name for p in SOURCES}
-    assert {"_loop.pyx", "base_loop.pyx", "socket_transport.pyx", "loop.py", "_selector.py"} <= names
+    assert {"_loop.pyx", "base_loop.pyx", "socket_transport.pyx", "loop.py", "_selector.py",
+            "_eventpoll_selector.pyx"} <= names
+
+
+def test_the_selector_uses_no_private_selectors_name():
+    """The loop's selector is wfcloop's own: asyncio_compat declares no
+    private name of selectors (nor a table of a stdlib selector's state)."""
+    assert not [where for where, why, required in compat.ENTRIES.values()
+                if where.startswith("selectors.")]
+    assert not any(issubclass(cls, selectors.BaseSelector) for cls in compat.STATE_TABLES)
 
 
 def test_no_source_but_asyncio_compat_reaches_a_private_asyncio_name():
@@ -233,8 +237,9 @@ OWN_PRIVATE_NAMES = {
     "_set_snapshot", "_set_adaptive", "_request_phase",
     # wfcloop's modules
     "_eventpoll", "_timer_heap", "_loop", "_selector", "_selftest",
-    # EventPollSelector's own fields
-    "_pid", "_poller_io",
+    # EventPollSelector's own: the compiled selector's module, and the
+    # property naming its EventPoll as selectors' poll-like selectors do
+    "_eventpoll_selector",
     # ExtraInfo's __slots__ (its own class)
     "_socket", "_sockname", "_peername", "_others",
     # module-level functions (scheduler.pyx's property accessors and others)
@@ -283,7 +288,7 @@ def test_every_inherited_private_name_is_declared():
 
 def test_the_scan_sees_inherited_names():
     names = inherited_names()
-    for name in ("_buffer", "_conn_lost", "_ready", "_stopping", "_cancelled", "_fd_to_key",
+    for name in ("_buffer", "_conn_lost", "_ready", "_stopping", "_cancelled", "_transports",
                  "_read_ready__on_eof", "_buffer_factory"):
         assert name in names, name
 
@@ -299,7 +304,8 @@ def run_python(tmp_path, code):
     ("asyncio.base_events", "_format_handle", "asyncio.base_events._format_handle"),
     ("asyncio.format_helpers", "_format_callback_source",
      "asyncio.format_helpers._format_callback_source"),
-    ("selectors", "_PollLikeSelector", "selectors._PollLikeSelector"),
+    ("asyncio.base_events", "_MIN_SCHEDULED_TIMER_HANDLES",
+     "asyncio.base_events._MIN_SCHEDULED_TIMER_HANDLES"),
     ("asyncio.selector_events.BaseSelectorEventLoop", "_accept_connection2",
      "asyncio.selector_events.BaseSelectorEventLoop._accept_connection2"),
     ("asyncio.selector_events._SelectorSocketTransport", "_read_ready__on_eof",

@@ -99,3 +99,8 @@ cdef class EventPoll:
     cdef Py_ssize_t io_write(self, int fd, const char *data, Py_ssize_t n) except -2
     cdef Py_ssize_t io_pending(self, int fd) noexcept
     cdef tuple io_take_writes(self, int fd)
+
+
+# select.epoll.poll's timeout rules (seconds -> milliseconds), for the
+# selector's select(), which keeps epoll's errors.
+cdef int _timeout_ms(object timeout) except? -2

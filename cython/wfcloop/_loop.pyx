@@ -45,9 +45,13 @@ from libc.stdlib cimport malloc, realloc, free
 from libc.string cimport memcpy, strerror
 
 from wfcloop._eventpoll cimport EventPoll, wfc_event, WFC_EV_IO_WRITE
+from wfcloop._eventpoll_selector cimport (
+    EventPollSelector, event_batch, batch_reserve, ready_key, fileobj_to_fd,
+    SELECTOR_READ, SELECTOR_WRITE)
 from wfcloop._timer_heap cimport heap_pop, heap_push
 
 from cpython.object cimport PyObject, PyTypeObject
+from cpython.tuple cimport PyTuple_GET_ITEM
 from cpython.ref cimport Py_INCREF, Py_XDECREF
 
 
@@ -91,8 +95,6 @@ cdef extern from "time.h" nogil:
         CLOCK_MONOTONIC
 
 cdef enum:
-    EPOLLIN = 0x001
-    EPOLLOUT = 0x004
     # One read per readiness event: what asyncio's transport asks recv for.
     READ_BUFFER_SIZE = 256 * 1024
     # Events taken from the ready list per poll, at most.

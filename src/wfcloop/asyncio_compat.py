@@ -15,7 +15,7 @@ module (tests/test_asyncio_compat.py scans for it).
   optional one is None, and a flag says which path the loop takes then
   (asyncio's own, where one exists).
 * Inherited state (attribute names on asyncio's loop, transport, Handle,
-  selector, Server and TransportSocket) is declared in one table per
+  Server and TransportSocket) is declared in one table per
   asyncio class (``LOOP_STATE``, ``SOCKET_TRANSPORT_STATE``, ...).  The
   compiled code keeps plain attribute access (``self._buffer``): a name is
   written there as asyncio spells it, and must be in its class's table.
@@ -34,7 +34,6 @@ with a one-line why, and a table of the state it touches.
 """
 import asyncio
 import inspect
-import selectors
 import socket
 import sys
 import types
@@ -231,19 +230,10 @@ base__sock_read_done = _resolve(
 
 
 # ---- selectors ---------------------------------------------------------------
-
-fileobj_to_fd = _resolve(
-    "fileobj_to_fd", selectors, "_fileobj_to_fd",
-    "a parked reader is found by the fd of whatever file object add_reader "
-    "gets, with selectors' own conversion and errors")
-PollLikeSelector = _resolve(
-    "PollLikeSelector", selectors, "_PollLikeSelector",
-    "EventPollSelector is a poll-like selector (register/modify/unregister "
-    "on a poller object); without it there is no selector for the loop")
-BaseSelectorImpl = _resolve(
-    "BaseSelectorImpl", selectors, "_BaseSelectorImpl",
-    "the key bookkeeping EventPollSelector initialises, and its unregister "
-    "in a forked child (which must not touch the parent's EventPoll)")
+#
+# Nothing private: the loop's selector (cython/wfcloop/_eventpoll_selector.pyx)
+# is wfcloop's own selectors.BaseSelector, with its own fd -> key map and
+# file object conversion, on selectors' public names only.
 
 
 # ---- inherited state, one table per asyncio class ----------------------------
@@ -364,15 +354,6 @@ TIMER_HANDLE_STATE = {
     "_scheduled": ("field", "True while on the heap (asyncio's cancel() counts it)"),
 }
 
-SELECTOR_STATE = {
-    # selectors._BaseSelectorImpl / _PollLikeSelector state EventPollSelector
-    # inherits or sets, and the compiled loop reads.
-    "_fd_to_key": ("field", "fd -> SelectorKey; the dispatcher finds each event's handles there"),
-    "_selector": ("field", "the poller object (_PollLikeSelector's); our EventPoll"),
-    "_EVENT_READ": ("method", "_PollLikeSelector's read mask (set to EPOLLIN)"),
-    "_EVENT_WRITE": ("method", "_PollLikeSelector's write mask (set to EPOLLOUT)"),
-}
-
 SERVER_STATE = {
     "_sockets": ("field", "base_events.Server's listening sockets (unix socket cleanup before 3.13)"),
 }
@@ -388,7 +369,6 @@ STATE_TABLES = {
     SelectorDatagramTransport: DATAGRAM_TRANSPORT_STATE,
     Handle: HANDLE_STATE,
     TimerHandle: TIMER_HANDLE_STATE,
-    PollLikeSelector: SELECTOR_STATE,
     Server: SERVER_STATE,
     TransportSocket: TRANSPORT_SOCKET_STATE,
 }
@@ -458,7 +438,6 @@ def check_instance_state(strict=True):
         return missing
     pair = ()
     try:
-        check(PollLikeSelector, lambda: loop._selector)
         pair = socket.socketpair()
         transport = check(SelectorSocketTransport,
                           lambda: SelectorSocketTransport(loop, pair[0], asyncio.Protocol()))

@@ -7,7 +7,8 @@
 
 class BaseLoop(asyncio.SelectorEventLoop):
     """asyncio's selector event loop with the compiled run-once and socket
-    transport; ``selector`` must be a wfcloop EventPollSelector.
+    transport; ``selector`` must be a wfcloop EventPollSelector (the loop
+    reads its fd -> key map and EventPoll through its C API).
     wfcloop.Loop is the class users make."""
 
     _ready = property(lambda self: self._wfc_scheduler.ready,
@@ -19,6 +20,7 @@ class BaseLoop(asyncio.SelectorEventLoop):
     _debug = property(_get_debug, _set_debug, doc="debug mode")
 
     def __init__(self, selector):
+        cdef EventPollSelector eventpoll_selector = <EventPollSelector?>selector
         # Made before asyncio's __init__, which sets the fields it holds.
         self._wfc_scheduler = scheduler = _Scheduler(self)
         # fd -> the finished sock_* reader handle still registered for it
@@ -31,13 +33,14 @@ class BaseLoop(asyncio.SelectorEventLoop):
         # Poller-side I/O: the EventPoll that does the socket transports'
         # I/O off the loop thread while its pollers read the kernel, and
         # the transports it does it for, by fd (for a short send's report).
-        self._wfc_io = selector._selector if getattr(selector, "poller_io", False) else None
+        self._wfc_io = (eventpoll_selector.eventpoll if eventpoll_selector.poller_io
+                        else None)
         self._wfc_io_transports = WeakValueDictionary()
         super().__init__(selector)
         self._wfc_dispatch = _Dispatch(self, selector)
         # asyncio's fd -> transport map, without a weak reference per
         # reading socket transport (see TransportMap).
-        self._transports = TransportMap(selector._fd_to_key)
+        self._transports = TransportMap(eventpoll_selector)
         cls = type(self)
         scheduler.own_clock = cls.time is BaseLoop.time
         for name in SCHEDULER_METHODS:

@@ -8,78 +8,62 @@
 
 
 cdef class _Dispatch:
-    """The loop's view of its EventPoll: a reused event array, and the
-    selector's fd -> key map, from which each event's handles are found."""
+    """The loop's view of its selector: a reused event array, filled by the
+    selector's poll_into and decoded by its ready_key (the one decoding,
+    shared with select()) into each event's key, whose data holds the fd's
+    reader and writer handles."""
 
     def __cinit__(self, loop, selector):
         self.loop = loop
-        self.poll = <EventPoll?>selector._selector
-        self.fd_to_key = <dict?>selector._fd_to_key
+        self.selector = <EventPollSelector?>selector
         self.ready = loop._ready
-        self.capacity = 64
-        self.events = <wfc_event *>malloc(self.capacity * sizeof(wfc_event))
-        if self.events == NULL:
-            raise MemoryError()
+        self.batch.events = NULL
+        self.batch.capacity = 0
+        batch_reserve(&self.batch, 64)
 
     def __dealloc__(self):
-        free(self.events)
-
-    cdef int reserve(self) except -1:
-        """Grow the event array with the number of registered fds (as
-        selectors' epoll asks for one event per registration), up to
-        MAX_EVENTS_PER_POLL; the rest stays queued for the next poll."""
-        cdef int want = len(self.fd_to_key)
-        cdef wfc_event *grown
-        if want > MAX_EVENTS_PER_POLL:
-            want = MAX_EVENTS_PER_POLL
-        if want <= self.capacity:
-            return 0
-        grown = <wfc_event *>realloc(self.events, want * sizeof(wfc_event))
-        if grown == NULL:
-            raise MemoryError()
-        self.events = grown
-        self.capacity = want
-        return 0
+        free(self.batch.events)
 
     cdef int poll_and_queue(self, int timeout_ms) except -1:
         """Wait for events and append their handles to the ready deque,
         as BaseSelectorEventLoop._process_events does with a selector's
-        (key, mask) list: a cancelled handle unregisters its side."""
-        cdef int n, i
+        (key, mask) list: a cancelled handle unregisters its side.  At most
+        MAX_EVENTS_PER_POLL events per poll; the rest stays queued."""
+        cdef int n, i, mask
         cdef uint32_t ev
-        cdef object key, reader, writer, mask
-        self.reserve()
-        n = self.poll.wait_into(self.events, self.capacity, timeout_ms)
+        cdef PyObject *found
+        cdef object key, reader, writer
+        cdef EventPollSelector selector = self.selector
+        n = selector.poll_into(&self.batch, MAX_EVENTS_PER_POLL, timeout_ms)
         if n <= 0:
             return 0
-        fd_to_key = self.fd_to_key
         ready = self.ready
         for i in range(n):
-            ev = self.events[i].events
+            ev = self.batch.events[i].events
             if ev & WFC_EV_IO_WRITE:
                 # A poller's send stopped short or failed: the transport
                 # takes the rest back (asyncio's buffer, or its error).
-                transport = self.loop._wfc_io_transports.get(self.events[i].fd)
+                transport = self.loop._wfc_io_transports.get(self.batch.events[i].fd)
                 if transport is not None:
                     ready.append(new_handle(_io_settle_writes, (transport,), self.loop, None))
                 ev &= ~WFC_EV_IO_WRITE
                 if ev == 0:
                     continue
-            key = fd_to_key.get(self.events[i].fd)
-            if key is None:
+            found = ready_key(selector, self.batch.events[i].fd, ev, &mask)
+            if found == NULL:
                 continue
-            mask = key.events
-            reader, writer = key.data
-            # selectors' epoll mapping: anything but EPOLLOUT reads,
-            # anything but EPOLLIN writes (errors and hang-ups wake both).
-            if ev & ~EPOLLOUT and mask & EVENT_READ and reader is not None:
+            # Held: removing a cancelled reader may drop the selector's.
+            key = <object>found
+            # key.data: the (reader, writer) asyncio registers
+            reader, writer = <object>PyTuple_GET_ITEM(key, 3)
+            if mask & SELECTOR_READ and reader is not None:
                 if reader._cancelled:
-                    self.loop._remove_reader(key.fileobj)
+                    self.loop._remove_reader(<object>PyTuple_GET_ITEM(key, 0))
                 else:
                     ready.append(reader)
-            if ev & ~EPOLLIN and mask & EVENT_WRITE and writer is not None:
+            if mask & SELECTOR_WRITE and writer is not None:
                 if writer._cancelled:
-                    self.loop._remove_writer(key.fileobj)
+                    self.loop._remove_writer(<object>PyTuple_GET_ITEM(key, 0))
                 else:
                     ready.append(writer)
         return n

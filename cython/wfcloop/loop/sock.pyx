@@ -13,7 +13,6 @@ except ImportError:  # Python built without ssl
 from functools import partial
 
 cdef object base__sock_read_done = asyncio_compat.base__sock_read_done
-cdef object fileobj_to_fd = asyncio_compat.fileobj_to_fd
 
 
 cdef inline check_not_ssl_socket(sock):
@@ -95,7 +94,7 @@ cdef complete_read(fut, read, arg):
 
 cdef release_parked_reader(loop, int fd, handle):
     """Remove the reader parked for fd, if it is still the registered one."""
-    key = loop._selector._fd_to_key.get(fd)
+    key = (<_Dispatch>loop._wfc_dispatch).selector.key_for(fd)
     if key is not None and key.data[0] is handle:
         base_remove_reader(loop, fd)
 
@@ -118,7 +117,7 @@ cdef take_parked_reader(loop, int fd, sock):
     handle = parked.pop(fd, None)
     if handle is None:
         return None
-    key = loop._selector._fd_to_key.get(fd)
+    key = (<_Dispatch>loop._wfc_dispatch).selector.key_for(fd)
     if (handle._args[1] is sock and key is not None
             and key.data[0] is handle and not handle._cancelled):
         return handle

@@ -1,7 +1,7 @@
 # Included by _loop.pxd: the declaration of loop/transport_map.pyx's class.
 
 cdef class TransportMap:
-    cdef dict fd_to_key        # the selector's
+    cdef EventPollSelector selector   # the loop's: readers are found in its keys
     cdef object starting       # WeakValueDictionary fd -> transport
     cdef object weak           # WeakValueDictionary fd -> transport
     cdef dict starting_refs    # their tables: fd -> weak reference

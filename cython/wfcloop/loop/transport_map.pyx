@@ -30,8 +30,8 @@ cdef class TransportMap:
     stays absent until it is set again.  SocketTransport reports when its
     reader starts or stops (``track_reading``)."""
 
-    def __cinit__(self, dict fd_to_key):
-        self.fd_to_key = fd_to_key
+    def __cinit__(self, EventPollSelector selector not None):
+        self.selector = selector
         self.starting = WeakValueDictionary()
         self.weak = WeakValueDictionary()
         self.starting_refs = self.starting.data
@@ -42,7 +42,7 @@ cdef class TransportMap:
         """The transport of fd, or None."""
         if self.deleted and fd in self.deleted:
             return None
-        transport = reading_transport(self.fd_to_key, fd)
+        transport = reading_transport(self.selector, fd)
         if transport is None:
             transport = weak_get(self.weak_refs, fd)
             if transport is None:
@@ -64,7 +64,7 @@ cdef class TransportMap:
 
     def __setitem__(self, fd, transport):
         self.forget(fd)
-        if reading_transport(self.fd_to_key, fd) is transport:
+        if reading_transport(self.selector, fd) is transport:
             return
         if isinstance(transport, SocketTransport) and not transport._paused:
             self.starting[fd] = transport
@@ -93,7 +93,7 @@ cdef class TransportMap:
         fds = set(self.starting.keys())
         fds.update(self.weak.keys())
         for fd in list(self.fd_to_key):
-            if reading_transport(self.fd_to_key, fd) is not None:
+            if reading_transport(self.selector, fd) is not None:
                 fds.add(fd)
         return fds - self.deleted
 
@@ -118,7 +118,7 @@ cdef class TransportMap:
         transport without a reader a weak entry."""
         if self.deleted and fd in self.deleted:
             return
-        if reading_transport(self.fd_to_key, fd) is transport:
+        if reading_transport(self.selector, fd) is transport:
             if weak_get(self.starting_refs, fd) is transport:
                 del self.starting_refs[fd]
         elif weak_get(self.weak_refs, fd) is not transport and not transport.is_closing():
@@ -136,10 +136,18 @@ cdef inline object weak_get(dict refs, fd):
     return None if ref is None else ref()
 
 
-cdef object reading_transport(dict fd_to_key, fd):
-    """The socket transport whose reader is registered for fd, or None.
-    A socket transport's reader runs a bound method of the transport."""
-    key = fd_to_key.get(fd)
+cdef object reading_transport(EventPollSelector selector, fd):
+    """The socket transport whose reader is registered for fd (an fd
+    number; anything else has none), or None.  A socket transport's reader
+    runs a bound method of the transport."""
+    cdef int fd_number
+    if not isinstance(fd, int):
+        return None
+    try:
+        fd_number = fd
+    except OverflowError:
+        return None
+    key = selector.key_for(fd_number)
     if key is None:
         return None
     data = key.data
