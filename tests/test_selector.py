@@ -10,6 +10,7 @@ import selectors
 import signal
 import socket
 import time
+import unittest.mock
 
 import pytest
 
@@ -103,6 +104,11 @@ def test_is_a_base_selector():
         assert sel.fileno() == sel._selector.fileno() >= 0
         assert sel.pollers == 0 and sel.poller_io is False and sel.phase == "inline"
         assert sel.stats()["registered"] == 0
+        # an instance attribute can stand in for a method, as on the
+        # stdlib's (Python) selectors: tests patch select() so
+        with unittest.mock.patch.object(sel, "select", return_value=["patched"]):
+            assert sel.select(0) == ["patched"]
+        assert sel.select(0) == []
     assert sel.get_map() is None
 
 

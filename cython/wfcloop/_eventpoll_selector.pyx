@@ -225,7 +225,7 @@ cdef class EventPollSelector:
         least one.  Returns the number of events (decode each with
         ready_key), or -1 when a signal interrupted the wait (its Python
         handlers ran, and may have raised)."""
-        cdef Py_ssize_t want = len(self.keys)
+        cdef Py_ssize_t want = self.registered()
         if want > limit:
             want = limit
         if want < 1:

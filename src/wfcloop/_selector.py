@@ -24,8 +24,6 @@ class EventPollSelector(_eventpoll_selector.EventPollSelector):
     mode): see :func:`wfcloop.default_poller_io`.
     """
 
-    __slots__ = ()
-
     def __init__(self, *, pollers=None, adaptive=None, poller_io=None):
         if adaptive is None:
             adaptive = default_adaptive()
