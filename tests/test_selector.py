@@ -51,11 +51,26 @@ def normal(result):
 
 
 def ready(sel, timeout=1.0):
-    """select() once something is ready (the pollers may need a moment),
-    then again at once: the second result, level-triggered, is complete."""
-    first = sel.select(timeout)
-    time.sleep(0.02)
-    return sel.select(0) if first else first
+    """Every (key, events) ready now.  The stdlib's select() returns them
+    all at once; with pollers, an fd re-armed by the last poll reaches the
+    ready list a moment later, so select() again until a few polls in a row
+    add nothing, each fd's events or'ed together."""
+    found = {}
+    result = sel.select(timeout)
+    quiet = 0
+    while result or (found and quiet < 3):
+        added = False
+        for key, events in result:
+            old = found.get(key.fd, (key, 0))[1]
+            if old | events != old or key.fd not in found:
+                added = True
+            found[key.fd] = (key, old | events)
+        quiet = 0 if added else quiet + 1
+        if quiet >= 3:
+            break
+        time.sleep(0.01)
+        result = sel.select(0.02)
+    return list(found.values())
 
 
 def same_everywhere(script, with_endpoints=False):

@@ -26,7 +26,6 @@ callback warnings have asyncio's messages.
 """
 import asyncio
 import heapq
-import selectors
 import socket
 import sys
 import threading
@@ -105,8 +104,6 @@ cdef enum:
 # share it.
 cdef char read_buffer[READ_BUFFER_SIZE]
 
-cdef object EVENT_READ = selectors.EVENT_READ
-cdef object EVENT_WRITE = selectors.EVENT_WRITE
 cdef double MAXIMUM_SELECT_TIMEOUT = asyncio_compat.MAXIMUM_SELECT_TIMEOUT
 cdef Py_ssize_t MIN_SCHEDULED_TIMER_HANDLES = asyncio_compat.MIN_SCHEDULED_TIMER_HANDLES
 cdef double MIN_CANCELLED_TIMER_HANDLES_FRACTION = asyncio_compat.MIN_CANCELLED_TIMER_HANDLES_FRACTION

@@ -57,12 +57,12 @@ cdef class _Dispatch:
             # key.data: the (reader, writer) asyncio registers
             reader, writer = <object>PyTuple_GET_ITEM(key, 3)
             if mask & SELECTOR_READ and reader is not None:
-                if reader._cancelled:
+                if is_cancelled(reader):
                     self.loop._remove_reader(<object>PyTuple_GET_ITEM(key, 0))
                 else:
                     ready.append(reader)
             if mask & SELECTOR_WRITE and writer is not None:
-                if writer._cancelled:
+                if is_cancelled(writer):
                     self.loop._remove_writer(<object>PyTuple_GET_ITEM(key, 0))
                 else:
                     ready.append(writer)
