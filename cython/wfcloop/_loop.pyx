@@ -8,11 +8,13 @@ extension module, one file per concern in loop/ (listed at the end).
 argument checks, TLS servers, SSL, subprocesses, sock_* methods) and
 replaces what runs per event:
 
-* ``_run_once`` polls the EventPoll straight into a reused C event array
-  (no selector key list, no per-poll allocation), turns each event into the
-  reader/writer handles registered for its fd, pops due timers and runs the
-  ready handles, in asyncio's order: FIFO for call_soon, timers by deadline
-  then insertion, I/O callbacks of one poll before the next poll.
+* ``_run_once`` polls the selector's EventPoll straight into a reused C
+  event array (no selector key list, no per-poll allocation), turns each
+  event into the reader/writer handles registered for its fd (found in the
+  selector's C table by its ``ready_key``, the decoding select() uses),
+  pops due timers and runs the ready handles, in asyncio's order: FIFO for
+  call_soon, timers by deadline then insertion, I/O callbacks of one poll
+  before the next poll.
 * ``SocketTransport`` reads into one reused buffer (asyncio's transport
   asks ``recv`` for 256 KiB, which glibc serves with an mmap, mremap and
   munmap per read) and sends in C when its write buffer is empty.

@@ -1,9 +1,9 @@
 """asyncio_compat: the one contract between wfcloop and asyncio's internals.
 
 wfcloop subclasses asyncio's selector event loop and socket transport and
-replaces what runs per event; to do so it calls private asyncio and
-selectors functions and reads and writes the private state its subclasses
-inherit.  Every such name is declared here, once, with why wfcloop needs it
+replaces what runs per event; to do so it calls private asyncio
+functions and reads and writes the private state its subclasses inherit
+(its selector is its own, on selectors' public names).  Every such name is declared here, once, with why wfcloop needs it
 and what breaks without it, resolved when this module is imported, per
 Python version (3.11, 3.12 and 3.13 tested; 3.14 guarded).  No other file
 under cython/ or src/ reaches a private name of an asyncio or selectors

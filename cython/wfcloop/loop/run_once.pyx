@@ -1,8 +1,9 @@
 # run_once.pyx, included by _loop.pyx (one extension module, as uvloop's
 # loop.pyx includes its handles).
 #
-# One iteration of the loop, compiled: _Dispatch turns the EventPoll's
-# events into the reader and writer handles of their fds, run_once pops the
+# One iteration of the loop, compiled: _Dispatch turns the selector's
+# events (its poll_into and ready_key, wfcloop/_eventpoll_selector.pxd)
+# into the reader and writer handles of their fds, run_once pops the
 # due timers and runs the ready handles, run_until_stopped is run_forever's
 # loop.
 
