@@ -234,7 +234,7 @@ OWN_PRIVATE_NAMES = {
     # wfcloop's modules
     "_eventpoll", "_timer_heap", "_loop", "_selector", "_selftest",
     # EventPollSelector's own fields
-    "_pid", "_poller_io",
+    "_poller_io",
     # ExtraInfo's __slots__ (its own class)
     "_socket", "_sockname", "_peername", "_others",
     # module-level functions (scheduler.pyx's property accessors and others)

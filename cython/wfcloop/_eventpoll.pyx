@@ -24,7 +24,12 @@ cdef extern from *:
     #include <pthread.h>
     /* Forks seen by this process image: bumped in the child by a
      * pthread_atfork handler, so that a core can tell cheaply (no getpid()
-     * system call per poll) whether it was created before a fork. */
+     * system call per poll) whether it was created before a fork.  This is
+     * wfcloop's one fork detector (_Core.in_forked_child; EventPoll.forked
+     * for the layers above).  Not an atomic: the only write is the child's
+     * handler, which runs while the child has a single thread and before
+     * it runs any Python code; every read happens after, on a thread of
+     * that child (or of the parent, which never writes it). */
     static unsigned long wfcloop_fork_generation = 0;
     static void wfcloop_after_fork_in_child(void) { wfcloop_fork_generation++; }
     static int wfcloop_watch_forks(void) {
@@ -142,12 +147,18 @@ cdef class _Core:
         self.ready_list = ready_list
         self.fork_generation = wfcloop_fork_generation
 
+    cdef bint in_forked_child(self) noexcept:
+        """Whether this process is a child forked after the core was made:
+        its poller threads did not survive the fork and its kernel epoll
+        instance is shared with the parent, so it must not be used."""
+        return wfcloop_fork_generation != self.fork_generation
+
     cdef wfc_ep *enter(self) except NULL:
         """Register the calling thread as a user of the core (GIL held, so
         close() cannot free it between our check and the enter)."""
         if self.ep == NULL:
             _raise_errno(-EBADF)
-        if wfcloop_fork_generation != self.fork_generation:
+        if self.in_forked_child():
             raise RuntimeError(
                 "this EventPoll was created in the parent process before "
                 "os.fork(); create a new EventPoll in the child")
@@ -156,7 +167,7 @@ cdef class _Core:
 
     cdef void close(self):
         cdef wfc_ep *ep = self.ep
-        cdef int in_child = wfcloop_fork_generation != self.fork_generation
+        cdef int in_child = self.in_forked_child()
         if ep == NULL:
             return
         self.ep = NULL
@@ -168,10 +179,11 @@ cdef class _Core:
 
     def __dealloc__(self):
         cdef wfc_ep *ep = self.ep
+        cdef int in_child = self.in_forked_child()
         if ep != NULL:
             self.ep = NULL
             with nogil:
-                wfc_ep_destroy(ep, wfcloop_fork_generation != self.fork_generation)
+                wfc_ep_destroy(ep, in_child)
 
 
 cdef inline wfc_ep *_io_ep(EventPoll poll) noexcept:
@@ -247,6 +259,15 @@ cdef class EventPoll:
     def pollers(self):
         """Number of poller threads (0: inline mode)."""
         return self.core.pollers
+
+    @property
+    def forked(self):
+        """True in a child forked after this EventPoll was made (also once
+        closed).  Such a copy raises RuntimeError on use: its poller threads
+        did not survive the fork and its kernel instance is the parent's,
+        which the child must not change; close() works and leaves the
+        parent's registrations alone."""
+        return self.core.in_forked_child()
 
     def fileno(self):
         """Return the kernel epoll file descriptor."""

@@ -38,7 +38,6 @@ class EventPollSelector(PollLikeSelector):
         if self._selector.pollers:
             self._selector._set_adaptive(bool(adaptive))
         self._poller_io = bool(poller_io) and self._selector.pollers > 0
-        self._pid = os.getpid()
         # The poll settles before returning a partial batch (the default):
         # asyncio runs every I/O callback that was ready before a poll ahead
         # of what those callbacks schedule, so a poll must not leave out an
@@ -101,7 +100,7 @@ class EventPollSelector(PollLikeSelector):
         # the parent's: forget the key without touching the kernel, so that
         # loop.close() in the child works, as with the stdlib's selectors
         # (which would even remove the parent's registration).
-        if os.getpid() != self._pid:
+        if self._selector.forked:
             return BaseSelectorImpl.unregister(self, fileobj)
         return super().unregister(fileobj)
 
