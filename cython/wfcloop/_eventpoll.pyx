@@ -11,6 +11,10 @@ import os
 import select as _select
 import weakref
 
+# The settings' one parser (a leaf module: it imports nothing of wfcloop).
+# default_pollers stays importable from here (wfcloop._eventpoll's stubs).
+from wfcloop._config import default_pollers
+
 from cpython.bytes cimport PyBytes_FromStringAndSize
 from cpython.exc cimport PyErr_CheckSignals
 from libc.errno cimport EINTR, EBADF, ENOMEM
@@ -59,33 +63,6 @@ DEFAULT_EVENTMASK = _select.EPOLLIN | _select.EPOLLPRI | _select.EPOLLOUT
 # ep's registrations and ready list the way two select.epoll objects on one
 # fd share the kernel's.
 _cores_by_fd = weakref.WeakValueDictionary()
-
-
-def default_pollers():
-    """Poller threads an EventPoll gets when ``pollers`` is not given.
-
-    ``WFCLOOP_POLLERS`` (an integer >= 0) overrides.  Otherwise: inline
-    mode (0) on machines with 2 usable CPUs or fewer, where handing events
-    to another thread costs more than it saves (measured: 0.6-0.85x
-    uvloop with pollers reading the kernel, against ~1.0x inline, on
-    2 CPUs); else half the CPUs, at most 4.  A wfcloop.Loop's pollers are
-    adaptive (wfcloop.default_adaptive): they start parked and stay only
-    where a trial shows them faster, so a count too high for the machine
-    costs threads that sleep, not speed.
-    """
-    env = os.environ.get("WFCLOOP_POLLERS")
-    if env is not None and env.strip() != "":
-        try:
-            n = int(env)
-        except ValueError:
-            raise ValueError(f"WFCLOOP_POLLERS must be an integer >= 0, got {env!r}") from None
-        if n < 0:
-            raise ValueError(f"WFCLOOP_POLLERS must be an integer >= 0, got {env!r}")
-        return n
-    cpus = len(os.sched_getaffinity(0))
-    if cpus <= 2:
-        return 0
-    return min(4, cpus // 2)
 
 
 cdef inline _raise_errno(int neg_errno):
