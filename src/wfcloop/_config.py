@@ -47,7 +47,7 @@ POLLER_IO = "WFCLOOP_POLLER_IO"
 SETTINGS = (POLLERS, ADAPTIVE, POLLER_IO)
 
 
-def raw(name):
+def raw(name: str) -> str | None:
     """The environment's value of the setting ``name`` as given (None when
     unset): for reporting where a default came from."""
     if name not in SETTINGS:
@@ -55,7 +55,7 @@ def raw(name):
     return os.environ.get(name)
 
 
-def default_pollers():
+def default_pollers() -> int:
     """Poller threads an EventPoll gets when ``pollers`` is not given.
 
     ``WFCLOOP_POLLERS`` (an integer >= 0) overrides.  Otherwise: inline
@@ -82,7 +82,7 @@ def default_pollers():
     return min(4, cpus // 2)
 
 
-def default_adaptive():
+def default_adaptive() -> bool:
     """Whether poller mode is adaptive when ``adaptive`` is not given: yes,
     unless the environment sets ``WFCLOOP_ADAPTIVE=0``.
 
@@ -95,7 +95,7 @@ def default_adaptive():
     return _switch(ADAPTIVE)
 
 
-def default_poller_io():
+def default_poller_io() -> bool:
     """Whether poller mode does socket I/O on the pollers when
     ``poller_io`` is not given: yes, unless ``WFCLOOP_POLLER_IO=0``.
 
@@ -108,7 +108,7 @@ def default_poller_io():
     return _switch(POLLER_IO)
 
 
-def _switch(name):
+def _switch(name: str) -> bool:
     """An on/off setting: on unless ``name`` is "0"; any value but "", "0"
     and "1" (blanks around it removed) is a ValueError."""
     env = os.environ.get(name, "").strip()
