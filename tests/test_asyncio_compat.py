@@ -236,7 +236,7 @@ OWN_PRIVATE_NAMES = {
     "_open_core", "_ctl", "_poll", "_register_with_data", "_poll_with_data",
     "_set_snapshot", "_set_adaptive", "_request_phase",
     # wfcloop's modules
-    "_eventpoll", "_timer_heap", "_loop", "_selector", "_selftest",
+    "_eventpoll", "_timer_heap", "_loop", "_selector", "_selftest", "_config",
     # EventPollSelector's own: the compiled selector's module, and the
     # property naming its EventPoll as selectors' poll-like selectors do
     "_eventpoll_selector",
@@ -244,7 +244,7 @@ OWN_PRIVATE_NAMES = {
     "_socket", "_sockname", "_peername", "_others",
     # module-level functions (scheduler.pyx's property accessors and others)
     "_get_scheduled", "_set_scheduled", "_get_closed", "_set_closed", "_get_debug",
-    "_set_debug", "_io_settle_writes", "_make_worker", "_make_uvicorn_worker", "_env_switch",
+    "_set_debug", "_io_settle_writes", "_make_worker", "_make_uvicorn_worker",
     "_breaker_namespace", "_classes", "_FACTORIES", "_GunicornBase", "_Base",
     # heapq's functions, named in _timer_heap.pxd's docstrings
     "_siftdown", "_siftup",

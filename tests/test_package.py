@@ -89,22 +89,25 @@ def test_mypy_checks_user_code_against_the_stubs(tmp_path):
         "    events: list[tuple[int, int]] = ep.poll(1.0, maxevents=8)\n"
         "    counters: dict[str, int] = ep.stats()\n"
         "    n: int = ep.pollers + default_pollers()\n"
+        "    forked: bool = ep.forked\n"
+        "switches: tuple[bool, bool] = (wfcloop.default_adaptive(), wfcloop.default_poller_io())\n"
         "ep2: EventPoll = EventPoll.fromfd(ep.fileno())\n"
         "loop = wfcloop.new_event_loop(pollers=0)\n"
         "assert isinstance(loop, wfcloop.Loop)\n"
         "wfcloop.run(asyncio.sleep(0), pollers=2)\n"
         "version: str = wfcloop.__version__\n")
     (tmp_path / "bad.py").write_text(
-        "from wfcloop import EventPoll\n"
+        "from wfcloop import EventPoll, default_pollers\n"
         "ep = EventPoll(pollers='2')\n"
         "ep.register(1.5)\n"
         "events: list[str] = ep.poll()\n"
-        "ep.no_such_method()\n")
+        "ep.no_such_method()\n"
+        "name: str = default_pollers()\n")
     out, err, status = mypy_api.run([
         "--no-incremental", "--cache-dir", os.devnull, "--python-version", "3.11",
         str(tmp_path / "good.py"), str(tmp_path / "bad.py")])
     errors = [line for line in out.splitlines() if ": error:" in line]
     assert not [e for e in errors if "good.py" in e], out
     lines = sorted({int(e.split(":")[1]) for e in errors if "bad.py" in e})
-    assert lines == [2, 3, 4, 5], out
+    assert lines == [2, 3, 4, 5, 6], out
     assert status == 1

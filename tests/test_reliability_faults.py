@@ -643,6 +643,65 @@ def test_fork_with_pollers_running_child_runs_a_new_loop(pollers):
     assert done.stdout.split() == ["child", "0"], (done.stdout, done.stderr)
 
 
+@pollers_param
+def test_forked_child_closes_the_loop_and_leaves_the_parents_registrations(pollers, no_leaks):
+    """In a child forked with a loop open, remove_reader and loop.close()
+    work (the selector forgets its keys, seeing that its EventPoll is a
+    forked copy) and do not touch the kernel epoll instance the child shares
+    with the parent: the parent's reader and its self-pipe (the wake-up of
+    call_soon_threadsafe) still fire afterwards."""
+    loop = wfcloop.new_event_loop(pollers=pollers)
+    a, b = socket.socketpair()
+    got = []
+    loop.add_reader(a.fileno(), lambda: got.append(a.recv(100)))
+    loop.run_until_complete(asyncio.sleep(0))
+    pid = os.fork()
+    if pid == 0:   # child: never return into pytest
+        code = 1
+        try:
+            loop.remove_reader(a.fileno())   # the parent's registration, too
+            loop.close()                     # unregisters the self-pipe
+            if loop.is_closed():
+                code = 0
+        finally:
+            os._exit(code)
+    deadline = time.monotonic() + 10
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        if time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            pytest.fail("child hung")
+        time.sleep(0.01)
+    assert os.waitstatus_to_exitcode(status) == 0
+
+    async def parent_still_wakes():
+        fut = loop.create_future()
+        waker = threading.Timer(0.1, loop.call_soon_threadsafe, (fut.set_result, True))
+        waker.start()
+        try:
+            # Nothing else is scheduled: only the self-pipe ends this wait
+            # before the timeout.
+            assert await asyncio.wait_for(fut, 5.0)
+        finally:
+            waker.join()
+        b.send(b"x")
+        until = time.monotonic() + 5.0
+        while not got and time.monotonic() < until:
+            await asyncio.sleep(0.01)
+
+    try:
+        loop.run_until_complete(parent_still_wakes())
+        assert got == [b"x"]
+    finally:
+        loop.remove_reader(a.fileno())
+        loop.close()
+        a.close()
+        b.close()
+
+
 # ------------------------------------------------------------ closing and dropping
 
 @pytest.mark.parametrize("kind", KINDS)

@@ -78,6 +78,7 @@ cdef class _Core:
     cdef unsigned long fork_generation
     cdef object __weakref__
 
+    cdef bint in_forked_child(self) noexcept
     cdef wfc_ep *enter(self) except NULL
     cdef void close(self)
 

@@ -11,6 +11,10 @@ import os
 import select as _select
 import weakref
 
+# The settings' one parser (a leaf module: it imports nothing of wfcloop).
+# default_pollers stays importable from here (wfcloop._eventpoll's stubs).
+from wfcloop._config import default_pollers
+
 from cpython.bytes cimport PyBytes_FromStringAndSize
 from cpython.exc cimport PyErr_CheckSignals
 from libc.errno cimport EINTR, EBADF, ENOMEM
@@ -24,7 +28,12 @@ cdef extern from *:
     #include <pthread.h>
     /* Forks seen by this process image: bumped in the child by a
      * pthread_atfork handler, so that a core can tell cheaply (no getpid()
-     * system call per poll) whether it was created before a fork. */
+     * system call per poll) whether it was created before a fork.  This is
+     * wfcloop's one fork detector (_Core.in_forked_child; EventPoll.forked
+     * for the layers above).  Not an atomic: the only write is the child's
+     * handler, which runs while the child has a single thread and before
+     * it runs any Python code; every read happens after, on a thread of
+     * that child (or of the parent, which never writes it). */
     static unsigned long wfcloop_fork_generation = 0;
     static void wfcloop_after_fork_in_child(void) { wfcloop_fork_generation++; }
     static int wfcloop_watch_forks(void) {
@@ -54,33 +63,6 @@ DEFAULT_EVENTMASK = _select.EPOLLIN | _select.EPOLLPRI | _select.EPOLLOUT
 # ep's registrations and ready list the way two select.epoll objects on one
 # fd share the kernel's.
 _cores_by_fd = weakref.WeakValueDictionary()
-
-
-def default_pollers():
-    """Poller threads an EventPoll gets when ``pollers`` is not given.
-
-    ``WFCLOOP_POLLERS`` (an integer >= 0) overrides.  Otherwise: inline
-    mode (0) on machines with 2 usable CPUs or fewer, where handing events
-    to another thread costs more than it saves (measured: 0.6-0.85x
-    uvloop with pollers reading the kernel, against ~1.0x inline, on
-    2 CPUs); else half the CPUs, at most 4.  A wfcloop.Loop's pollers are
-    adaptive (wfcloop.default_adaptive): they start parked and stay only
-    where a trial shows them faster, so a count too high for the machine
-    costs threads that sleep, not speed.
-    """
-    env = os.environ.get("WFCLOOP_POLLERS")
-    if env is not None and env.strip() != "":
-        try:
-            n = int(env)
-        except ValueError:
-            raise ValueError(f"WFCLOOP_POLLERS must be an integer >= 0, got {env!r}") from None
-        if n < 0:
-            raise ValueError(f"WFCLOOP_POLLERS must be an integer >= 0, got {env!r}")
-        return n
-    cpus = len(os.sched_getaffinity(0))
-    if cpus <= 2:
-        return 0
-    return min(4, cpus // 2)
 
 
 cdef inline _raise_errno(int neg_errno):
@@ -142,12 +124,18 @@ cdef class _Core:
         self.ready_list = ready_list
         self.fork_generation = wfcloop_fork_generation
 
+    cdef bint in_forked_child(self) noexcept:
+        """Whether this process is a child forked after the core was made:
+        its poller threads did not survive the fork and its kernel epoll
+        instance is shared with the parent, so it must not be used."""
+        return wfcloop_fork_generation != self.fork_generation
+
     cdef wfc_ep *enter(self) except NULL:
         """Register the calling thread as a user of the core (GIL held, so
         close() cannot free it between our check and the enter)."""
         if self.ep == NULL:
             _raise_errno(-EBADF)
-        if wfcloop_fork_generation != self.fork_generation:
+        if self.in_forked_child():
             raise RuntimeError(
                 "this EventPoll was created in the parent process before "
                 "os.fork(); create a new EventPoll in the child")
@@ -156,7 +144,7 @@ cdef class _Core:
 
     cdef void close(self):
         cdef wfc_ep *ep = self.ep
-        cdef int in_child = wfcloop_fork_generation != self.fork_generation
+        cdef int in_child = self.in_forked_child()
         if ep == NULL:
             return
         self.ep = NULL
@@ -168,10 +156,11 @@ cdef class _Core:
 
     def __dealloc__(self):
         cdef wfc_ep *ep = self.ep
+        cdef int in_child = self.in_forked_child()
         if ep != NULL:
             self.ep = NULL
             with nogil:
-                wfc_ep_destroy(ep, wfcloop_fork_generation != self.fork_generation)
+                wfc_ep_destroy(ep, in_child)
 
 
 cdef inline wfc_ep *_io_ep(EventPoll poll) noexcept:
@@ -247,6 +236,15 @@ cdef class EventPoll:
     def pollers(self):
         """Number of poller threads (0: inline mode)."""
         return self.core.pollers
+
+    @property
+    def forked(self):
+        """True in a child forked after this EventPoll was made (also once
+        closed).  Such a copy raises RuntimeError on use: its poller threads
+        did not survive the fork and its kernel instance is the parent's,
+        which the child must not change; close() works and leaves the
+        parent's registrations alone."""
+        return self.core.in_forked_child()
 
     def fileno(self):
         """Return the kernel epoll file descriptor."""

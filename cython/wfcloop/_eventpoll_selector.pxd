@@ -34,7 +34,6 @@ cdef class EventPollSelector:
     cdef fd_slot *slots     # fd -> the same key and its events, for lookups in C
     cdef int nslots         # of slots
     cdef object mapping     # get_map()'s read-only view; None once closed
-    cdef long pid           # the process that made the selector (see unregister)
 
     cdef object key_for(self, int fd)
     cdef Py_ssize_t registered(self) noexcept

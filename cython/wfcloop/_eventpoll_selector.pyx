@@ -37,7 +37,6 @@ from cpython.ref cimport Py_INCREF
 from libc.stdint cimport uint32_t
 from libc.stdlib cimport free, realloc
 from libc.string cimport memset
-from posix.unistd cimport getpid
 
 from wfcloop._eventpoll cimport _timeout_ms
 
@@ -193,7 +192,6 @@ cdef class EventPollSelector:
             poll._set_adaptive(bool(adaptive))
         self.eventpoll = poll
         self.poller_io = bool(poller_io) and poll.pollers > 0
-        self.pid = getpid()
         # The poll settles before returning a partial batch (the default):
         # asyncio runs every I/O callback that was ready before a poll ahead
         # of what those callbacks schedule, so a poll must not leave out an
@@ -316,7 +314,7 @@ cdef class EventPollSelector:
         # the parent's: forget the key without touching the kernel, so that
         # loop.close() in the child works, as with the stdlib's selectors
         # (which would even remove the parent's registration).
-        if getpid() != self.pid or self.eventpoll is None:
+        if self.eventpoll is None or self.eventpoll.forked:
             return key
         try:
             self.eventpoll._ctl(3, PyObject_AsFileDescriptor(fd), 0)

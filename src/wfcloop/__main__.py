@@ -10,23 +10,22 @@ def main():
     print(f"Python {platform.python_version()} ({platform.python_implementation()}) at {sys.executable}")
     print(f"kernel {platform.system()} {platform.release()} {platform.machine()}")
     print(f"CPUs usable: {len(os.sched_getaffinity(0))} of {os.cpu_count()}")
-    from . import _eventpoll   # importing wfcloop already needed it
+    from . import _config, _eventpoll   # importing wfcloop already needed them
     print(f"compiled core: loaded from {_eventpoll.__file__}")
-    env = os.environ.get("WFCLOOP_POLLERS")
-    source = f"WFCLOOP_POLLERS={env!r}" if env not in (None, "") else "from the CPU count"
+    env = _config.raw(_config.POLLERS)
+    source = f"{_config.POLLERS}={env!r}" if env not in (None, "") else "from the CPU count"
     try:
-        pollers = _eventpoll.default_pollers()
+        pollers = _config.default_pollers()
     except ValueError as exc:
-        print(f"pollers default: invalid WFCLOOP_POLLERS ({exc})")
+        print(f"pollers default: invalid {_config.POLLERS} ({exc})")
         return 1
     mode = "inline mode" if pollers == 0 else f"{pollers} poller threads"
     print(f"pollers default: {pollers} ({mode}; {source})")
-    from ._selector import default_adaptive, default_poller_io
     switches = [
-        ("poller mode", "WFCLOOP_ADAPTIVE", default_adaptive,
+        ("poller mode", _config.ADAPTIVE, _config.default_adaptive,
          "adaptive (pollers parked while the loop thread does as well)",
          "pinned (WFCLOOP_ADAPTIVE=0)"),
-        ("poller-side I/O", "WFCLOOP_POLLER_IO", default_poller_io,
+        ("poller-side I/O", _config.POLLER_IO, _config.default_poller_io,
          "on (in the pollers phase, pollers recv and send for socket transports)",
          "off (WFCLOOP_POLLER_IO=0)"),
     ]
