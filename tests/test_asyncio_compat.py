@@ -57,6 +57,7 @@ EXPECTED_BASES = {
     "PollLikeSelector": selectors.BaseSelector,
     "BaseSelectorImpl": selectors.BaseSelector,
     "TransportSocket": object,
+    "SendfileMode": __import__("enum").Enum,
     # 3.14 keeps the abstract policy as events._AbstractEventLoopPolicy
     # (the public name is a deprecated alias there).
     "EventLoopPolicyBase": getattr(asyncio.events, "_AbstractEventLoopPolicy", None)

@@ -39,7 +39,7 @@ import socket
 import sys
 import types
 from asyncio import (base_events, constants, events, format_helpers,
-                     selector_events, tasks, trsock)
+                     selector_events, sslproto, tasks, trsock)
 
 __all__ = ["ENTRIES", "STATE_TABLES", "check_instance_state", "declared",
            "handle_slot"]
@@ -161,6 +161,15 @@ set_task_name = _resolve(
     required=COMPILED_CREATE_TASK)
 SSL_HANDSHAKE_TIMEOUT = constants.SSL_HANDSHAKE_TIMEOUT   # _accept_connection's default
 SSL_SHUTDOWN_TIMEOUT = constants.SSL_SHUTDOWN_TIMEOUT     # likewise
+# The TLS transport's flow control defaults and its warning threshold
+# (public names of asyncio's constants module, as asyncio's sslproto reads them).
+FLOW_CONTROL_HIGH_WATER_SSL_READ = constants.FLOW_CONTROL_HIGH_WATER_SSL_READ   # KiB
+FLOW_CONTROL_HIGH_WATER_SSL_WRITE = constants.FLOW_CONTROL_HIGH_WATER_SSL_WRITE  # KiB
+LOG_THRESHOLD_FOR_CONNLOST_WRITES = constants.LOG_THRESHOLD_FOR_CONNLOST_WRITES
+SendfileMode = _resolve(
+    "SendfileMode", constants, "_SendfileMode",
+    "the TLS transport's _sendfile_compatible (FALLBACK), which "
+    "loop.sendfile() reads; without it sendfile() over TLS is refused")
 TransportSocket = _resolve(
     "TransportSocket", trsock, "TransportSocket",
     "ExtraInfo makes get_extra_info('socket') lazily, as asyncio's class")
@@ -296,6 +305,7 @@ LOOP_STATE = {
     "_ensure_fd_no_transport": ("method", "overridden (compiled lookup)"),
     "_make_socket_transport": ("method", "overridden: makes wfcloop's SocketTransport"),
     "_make_datagram_transport": ("method", "overridden: makes wfcloop's DatagramTransport"),
+    "_make_ssl_transport": ("method", "overridden: makes wfcloop's TLSTransport over its SocketTransport"),
     "_stop_serving": ("method", "overridden before 3.13 (unix socket cleanup)"),
 }
 
@@ -322,7 +332,8 @@ SOCKET_TRANSPORT_STATE = {
     "_read_ready__get_buffer": ("method", "BufferedProtocol read path; overridden"),
     "_read_ready__on_eof": ("method", "EOF handling, asyncio's; wrapped"),
     "_fatal_error": ("method", "asyncio's error report and close"),
-    "_force_close": ("method", "abort path; wrapped"),
+    "_force_close": ("method", "abort path; wrapped; the TLS protocol drops its underlying transport with it"),
+    "_start_tls_compatible": ("method", "what start_tls() checks on a transport (True here and on TLSTransport)"),
     "_add_reader": ("method", "the transport's reader registration; wrapped (TransportMap)"),
     "_set_write_buffer_limits": ("method", "wrapped to share the limit ints"),
     "_make_empty_waiter": ("optional", "HAVE_MAKE_EMPTY_WAITER: wrapped to settle poller writes first"),
@@ -344,6 +355,19 @@ DATAGRAM_TRANSPORT_STATE = {
     "_read_ready": ("method", "the reader callback; overridden"),
     "_fatal_error": ("method", "asyncio's error report and close"),
     "_sendto_ready": ("method", "asyncio's writer for buffered datagrams (inherited)"),
+}
+
+SSL_TRANSPORT_STATE = {
+    # sslproto._SSLProtocolTransport: what wfcloop's TLSTransport carries
+    # because asyncio's code (or CPython's tests) reads it on an SSL
+    # transport.
+    "_loop": ("field", "sendfile's fallback makes futures on the transport's loop"),
+    "_ssl_protocol": ("field", "the TLS protocol under the transport (CPython's test_ssl pauses it); a property"),
+    "_protocol_paused": ("method", "sendfile's fallback reads whether the application is paused; a property"),
+    "_start_tls_compatible": ("method", "start_tls() of a TLS transport (TLS over TLS) is allowed"),
+    "_sendfile_compatible": ("method", "loop.sendfile() takes the fallback (SendfileMode.FALLBACK)"),
+    "_force_close": ("method", "a TLS protocol over this transport drops it with an error"),
+    "_test__append_write_backlog": ("method", "CPython's test_ssl fills the write backlog with it"),
 }
 
 HANDLE_STATE = {
@@ -386,6 +410,7 @@ STATE_TABLES = {
     BaseSelectorEventLoop: LOOP_STATE,
     SelectorSocketTransport: SOCKET_TRANSPORT_STATE,
     SelectorDatagramTransport: DATAGRAM_TRANSPORT_STATE,
+    sslproto._SSLProtocolTransport: SSL_TRANSPORT_STATE,
     Handle: HANDLE_STATE,
     TimerHandle: TIMER_HANDLE_STATE,
     PollLikeSelector: SELECTOR_STATE,
@@ -431,6 +456,16 @@ def handle_slot(cls, name):
     return descriptor
 
 
+def _ssl_transport(loop):
+    """A stdlib SSL transport (its protocol never connected)."""
+    import ssl
+    protocol = sslproto.SSLProtocol(loop, asyncio.Protocol(),
+                                    ssl.create_default_context(), None)
+    transport = protocol._app_transport
+    transport.close()   # no connection: only marks it closed
+    return transport
+
+
 def check_instance_state(strict=True):
     """The declared fields missing from real stdlib objects of this Python
     ("Class.name" strings; empty when all are there): a stdlib
@@ -471,6 +506,7 @@ def check_instance_state(strict=True):
                          lambda: SelectorDatagramTransport(loop, dgram[0], asyncio.DatagramProtocol()))
         if datagram is not None:
             datagram.abort()
+        check(sslproto._SSLProtocolTransport, lambda: _ssl_transport(loop))
         check(Handle, lambda: Handle(print, (), loop, None))
         check(TimerHandle, lambda: TimerHandle(0.0, print, (), loop, None))
         check(Server, lambda: Server(loop, [], asyncio.Protocol, None, 100, None, None))
