@@ -520,8 +520,12 @@ cdef class TLSProtocolBase:
             count = read(wants, buf)
             if count > 0:
                 offset = count
+                # A memoryview's slice, not the buffer's: a bytearray's
+                # slice is a copy (asyncio 3.11 slices the bytearray and
+                # loses what it reads into the copy).
+                view = memoryview(buf)
                 while offset < wants:
-                    count = read(wants - offset, buf[offset:])
+                    count = read(wants - offset, view[offset:])
                     if count > 0:
                         offset += count
                     else:
