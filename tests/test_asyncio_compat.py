@@ -58,6 +58,7 @@ EXPECTED_BASES = {
     "BaseSelectorImpl": selectors.BaseSelector,
     "TransportSocket": object,
     "SendfileMode": __import__("enum").Enum,
+    "FlowControlMixin": object,
     # 3.14 keeps the abstract policy as events._AbstractEventLoopPolicy
     # (the public name is a deprecated alias there).
     "EventLoopPolicyBase": getattr(asyncio.events, "_AbstractEventLoopPolicy", None)

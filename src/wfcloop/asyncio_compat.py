@@ -39,7 +39,7 @@ import socket
 import sys
 import types
 from asyncio import (base_events, constants, events, format_helpers,
-                     selector_events, sslproto, tasks, trsock)
+                     selector_events, sslproto, tasks, transports, trsock)
 
 __all__ = ["ENTRIES", "STATE_TABLES", "check_instance_state", "declared",
            "handle_slot"]
@@ -170,6 +170,10 @@ SendfileMode = _resolve(
     "SendfileMode", constants, "_SendfileMode",
     "the TLS transport's _sendfile_compatible (FALLBACK), which "
     "loop.sendfile() reads; without it sendfile() over TLS is refused")
+FlowControlMixin = _resolve(
+    "FlowControlMixin", transports, "_FlowControlMixin",
+    "TLSTransport is one, as asyncio's SSL transport is: loop.sendfile()'s "
+    "fallback refuses any other transport (TypeError)")
 TransportSocket = _resolve(
     "TransportSocket", trsock, "TransportSocket",
     "ExtraInfo makes get_extra_info('socket') lazily, as asyncio's class")

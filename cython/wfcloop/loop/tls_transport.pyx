@@ -53,6 +53,7 @@ if ssl_module is not None:
 cdef object CancelledError = asyncio.CancelledError
 cdef object AsyncioTimeoutError = asyncio.TimeoutError
 cdef object AsyncioTransport = asyncio.Transport
+cdef object FlowControlMixin = asyncio_compat.FlowControlMixin
 cdef object SSL_HIGH_WATER_READ_KIB = asyncio_compat.FLOW_CONTROL_HIGH_WATER_SSL_READ
 cdef object SSL_HIGH_WATER_WRITE_KIB = asyncio_compat.FLOW_CONTROL_HIGH_WATER_SSL_WRITE
 cdef Py_ssize_t LOG_THRESHOLD_FOR_CONNLOST_WRITES = asyncio_compat.LOG_THRESHOLD_FOR_CONNLOST_WRITES
@@ -694,12 +695,13 @@ cdef object new_tls_transport(loop, TLSProtocolBase protocol):
     return transport
 
 
-class TLSTransport(AsyncioTransport):
+class TLSTransport(FlowControlMixin, AsyncioTransport):
     """The transport a TLS connection's application holds: asyncio's
     SSL transport contract (start_tls() of it works, sendfile() takes the
-    fallback, write_eof() is refused)."""
+    fallback, write_eof() is refused).  A _FlowControlMixin, as asyncio's
+    is (sendfile's fallback checks), with its flow control its own."""
 
-    __slots__ = ('_loop', '_wfc_tls', '_wfc_closed', '__weakref__')
+    __slots__ = ('_wfc_tls', '_wfc_closed', '__weakref__')
 
     _start_tls_compatible = True
     _sendfile_compatible = SENDFILE_FALLBACK
