@@ -800,3 +800,37 @@ def test_debug_log_messages(certs, caplog, no_leaks):
                 and loop_module in m]
         # client and server side, on each loop (wfcloop: two loops)
         assert len(started) >= 2 and len(took) >= 2, (loop_module, messages)
+
+
+def test_context_sslobject_class_is_honoured(certs, no_leaks):
+    """A context whose sslobject_class is a subclass of SSLObject: its
+    write() and read() are the ones called."""
+    async def scenario():
+        loop = asyncio.get_running_loop()
+        calls = {"write": 0, "read": 0}
+
+        class Counting(ssl.SSLObject):
+            def write(self, data):
+                calls["write"] += 1
+                return super().write(data)
+
+            def read(self, *args):
+                calls["read"] += 1
+                return super().read(*args)
+
+        cctx = client_context(certs["ca"])
+        cctx.sslobject_class = Counting
+        server = await loop.create_server(Echo, "127.0.0.1", 0,
+                                          ssl=server_context(certs["good"]))
+        port = server.sockets[0].getsockname()[1]
+        tr, proto = await loop.create_connection(
+            lambda: Client(loop), "127.0.0.1", port, ssl=cctx, server_hostname="localhost")
+        tr.write(b"ping")
+        await until(lambda: proto.data == b"ping")
+        tr.close()
+        await proto.lost
+        server.close()
+        await server.wait_closed()
+        return type(tr.get_extra_info("ssl_object")).__name__, calls["write"] >= 1, calls["read"] >= 1
+
+    assert_all(run_on_each(scenario), ("Counting", True, True))

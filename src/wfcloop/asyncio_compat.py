@@ -38,6 +38,10 @@ import selectors
 import socket
 import sys
 import types
+try:
+    import ssl
+except ImportError:  # Python built without ssl
+    ssl = None
 from asyncio import (base_events, constants, events, format_helpers,
                      selector_events, sslproto, tasks, transports, trsock)
 
@@ -374,6 +378,11 @@ SSL_TRANSPORT_STATE = {
     "_test__append_write_backlog": ("method", "CPython's test_ssl fills the write backlog with it"),
 }
 
+SSL_OBJECT_STATE = {
+    # ssl.SSLObject (not asyncio's, but private all the same).
+    "_sslobj": ("field", "the _ssl object whose read/write/do_handshake SSLObject's Python methods wrap; the TLS protocol calls them directly"),
+}
+
 HANDLE_STATE = {
     # events.Handle __slots__, read and written in place at their offsets.
     "_callback": ("field", "the callback run_handle calls"),
@@ -421,6 +430,8 @@ STATE_TABLES = {
     Server: SERVER_STATE,
     TransportSocket: TRANSPORT_SOCKET_STATE,
 }
+if ssl is not None:
+    STATE_TABLES[ssl.SSLObject] = SSL_OBJECT_STATE
 
 
 def _check_class_state():
@@ -470,6 +481,10 @@ def _ssl_transport(loop):
     return transport
 
 
+def _ssl_object():
+    return ssl.create_default_context().wrap_bio(ssl.MemoryBIO(), ssl.MemoryBIO())
+
+
 def check_instance_state(strict=True):
     """The declared fields missing from real stdlib objects of this Python
     ("Class.name" strings; empty when all are there): a stdlib
@@ -511,6 +526,8 @@ def check_instance_state(strict=True):
         if datagram is not None:
             datagram.abort()
         check(sslproto._SSLProtocolTransport, lambda: _ssl_transport(loop))
+        if ssl is not None:
+            check(ssl.SSLObject, _ssl_object)
         check(Handle, lambda: Handle(print, (), loop, None))
         check(TimerHandle, lambda: TimerHandle(0.0, print, (), loop, None))
         check(Server, lambda: Server(loop, [], asyncio.Protocol, None, 100, None, None))

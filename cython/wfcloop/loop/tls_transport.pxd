@@ -24,6 +24,7 @@ cdef class TLSProtocolBase:
     cdef object waiter
     cdef object sslcontext
     cdef object sslobj               # ssl.SSLObject
+    cdef object ssl_io               # what reads, writes, handshakes: its _ssl object
     cdef object incoming             # ssl.MemoryBIO: records from the peer
     cdef object outgoing             # ssl.MemoryBIO: records for the peer
     cdef bint server_side
@@ -57,6 +58,7 @@ cdef class TLSProtocolBase:
     cdef Py_ssize_t outgoing_high_water
     cdef Py_ssize_t outgoing_low_water
 
+    cdef records_received(self, Py_ssize_t nbytes)
     cdef set_app_protocol(self, protocol)
     cdef wakeup_waiter(self, exc)
     cdef set_state(self, int new_state)

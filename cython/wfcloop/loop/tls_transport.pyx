@@ -44,12 +44,15 @@ cdef object CertificateError = None
 cdef tuple SSL_AGAIN_ERRORS = ()
 cdef object SSLContext = None
 cdef object MemoryBIO = None
+cdef object SSLObject = None
 if ssl_module is not None:
     SSLError = ssl_module.SSLError
     CertificateError = ssl_module.CertificateError
     SSL_AGAIN_ERRORS = (ssl_module.SSLWantReadError, ssl_module.SSLSyscallError)
     SSLContext = ssl_module.SSLContext
     MemoryBIO = ssl_module.MemoryBIO
+    SSLObject = ssl_module.SSLObject
+cdef object SSLOBJECT_IMPL = asyncio_compat.declared(asyncio_compat.SSL_OBJECT_STATE, "_sslobj")
 cdef object CancelledError = asyncio.CancelledError
 cdef object AsyncioTimeoutError = asyncio.TimeoutError
 cdef object AsyncioTransport = asyncio.Transport
@@ -164,6 +167,13 @@ cdef class TLSProtocolBase:
         self.sslobj = sslcontext.wrap_bio(
             self.incoming, self.outgoing, server_side=self.server_side,
             server_hostname=self.server_hostname)
+        # SSLObject's read, write and do_handshake are Python wrappers of
+        # its _ssl object's: called on that (unless the context makes a
+        # subclass of SSLObject, whose own methods are honoured).
+        if type(self.sslobj) is SSLObject:
+            self.ssl_io = getattr(self.sslobj, SSLOBJECT_IMPL)
+        else:
+            self.ssl_io = self.sslobj
         self.handshake_done = False
         self.ssl_writing_paused = False
         self.app_reading_paused = False
@@ -233,7 +243,12 @@ cdef class TLSProtocolBase:
     def buffer_updated(self, nbytes):
         """nbytes of records were read into the buffer: into the incoming
         BIO, then on with the handshake, the reads or the shutdown."""
-        buf = self.buf
+        self.records_received(nbytes)
+
+    cdef records_received(self, Py_ssize_t nbytes):
+        """buffer_updated(), also called by the socket transport's read
+        (which reads into the buffer without asking get_buffer())."""
+        cdef TLSBuffer buf = self.buf
         if nbytes == buf.size:
             self.incoming.write(buf.view)
         else:
@@ -321,7 +336,7 @@ cdef class TLSProtocolBase:
 
     cdef do_handshake(self):
         try:
-            self.sslobj.do_handshake()
+            self.ssl_io.do_handshake()
         except SSL_AGAIN_ERRORS:
             self.process_outgoing()
         except SSLError as exc:
@@ -432,7 +447,7 @@ cdef class TLSProtocolBase:
             return
         try:
             try:
-                count = self.sslobj.write(data)
+                count = self.ssl_io.write(data)
             except SSL_AGAIN_ERRORS:
                 count = 0
             size = len(data)
@@ -464,7 +479,7 @@ cdef class TLSProtocolBase:
         to read first), then hand the records on in one write."""
         cdef list backlog = self.write_backlog
         cdef Py_ssize_t count, size, done = 0
-        write = self.sslobj.write
+        write = self.ssl_io.write
         try:
             while done < len(backlog):
                 data = backlog[done]
@@ -516,7 +531,7 @@ cdef class TLSProtocolBase:
         cdef Py_ssize_t offset = 0, count = 1, wants
         buf = self.app_protocol.get_buffer(self.incoming.pending)
         wants = len(buf)
-        read = self.sslobj.read
+        read = self.ssl_io.read
         try:
             count = read(wants, buf)
             if count > 0:
@@ -553,7 +568,7 @@ cdef class TLSProtocolBase:
         cdef Py_ssize_t offset = 0, count
         cdef bint close_notify = False
         cdef list chunks = None
-        read = self.sslobj.read
+        read = self.ssl_io.read
         try:
             while True:
                 if offset == buf.size:
