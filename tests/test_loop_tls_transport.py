@@ -834,3 +834,179 @@ def test_context_sslobject_class_is_honoured(certs, no_leaks):
         return type(tr.get_extra_info("ssl_object")).__name__, calls["write"] >= 1, calls["read"] >= 1
 
     assert_all(run_on_each(scenario), ("Counting", True, True))
+
+
+# ---- other ways in: unix sockets, accepted sockets, TLS over TLS ---------------
+
+def test_unix_server_and_connection_over_tls(certs, tmp_path, no_leaks):
+    path = str(tmp_path / "tls.sock")
+
+    async def scenario():
+        loop = asyncio.get_running_loop()
+        seen = []
+
+        class ServerEcho(Echo):
+            def connection_made(self, transport):
+                super().connection_made(transport)
+                seen.append(native(loop, transport))
+
+        server = await loop.create_unix_server(ServerEcho, path,
+                                               ssl=server_context(certs["good"]))
+        tr, proto = await loop.create_unix_connection(
+            lambda: Client(loop), path, ssl=client_context(certs["ca"]),
+            server_hostname="localhost")
+        tr.write(b"over unix")
+        await until(lambda: proto.data == b"over unix")
+        tr.close()
+        await proto.lost
+        server.close()
+        await server.wait_closed()
+        return native(loop, tr), seen, proto.events
+
+    assert_all(run_on_each(scenario), (True, [True], ["made", "eof", "lost:None"]))
+
+
+def test_connect_accepted_socket_with_ssl(certs, no_leaks):
+    async def scenario():
+        loop = asyncio.get_running_loop()
+        lsock = socket.create_server(("127.0.0.1", 0))
+        lsock.setblocking(False)
+        try:
+            connect = loop.create_task(loop.create_connection(
+                lambda: Client(loop), *lsock.getsockname(),
+                ssl=client_context(certs["ca"]), server_hostname="localhost"))
+            conn, _ = await loop.sock_accept(lsock)
+            server_tr, _ = await loop.connect_accepted_socket(
+                Echo, conn, ssl=server_context(certs["good"]))
+            tr, proto = await connect
+            tr.write(b"accepted")
+            await until(lambda: proto.data == b"accepted")
+            tr.close()
+            await proto.lost
+            return native(loop, server_tr), native(loop, tr), proto.events
+        finally:
+            lsock.close()
+
+    assert_all(run_on_each(scenario), (True, True, ["made", "eof", "lost:None"]))
+
+
+def test_start_tls_over_tls(certs, no_leaks):
+    """TLS inside TLS: start_tls() of a TLS transport (both sides)."""
+    async def scenario():
+        loop = asyncio.get_running_loop()
+        inner_ready = loop.create_future()
+
+        async def handle(reader, writer):
+            assert await reader.readline() == b"INNER\n"
+            writer.write(b"GO\n")
+            await writer.drain()
+            await writer.start_tls(server_context(certs["good"]))
+            inner_ready.set_result(native(loop, writer.transport))
+            data = await reader.readexactly(100_000)
+            writer.write(data[::-1])
+            await writer.drain()
+            await reader.read()
+            writer.close()
+
+        server = await asyncio.start_server(handle, "127.0.0.1", 0,
+                                            ssl=server_context(certs["good"]))
+        port = server.sockets[0].getsockname()[1]
+        reader, writer = await asyncio.open_connection(
+            "127.0.0.1", port, ssl=client_context(certs["ca"]), server_hostname="localhost")
+        writer.write(b"INNER\n")
+        assert await reader.readline() == b"GO\n"
+        await writer.start_tls(client_context(certs["ca"]), server_hostname="localhost")
+        payload = bytes(range(200)) * 500
+        writer.write(payload)
+        reply = await reader.readexactly(len(payload))
+        inner = writer.transport
+        outer = inner.get_extra_info("ssl_object") is not None
+        writer.close()
+        await writer.wait_closed()
+        server.close()
+        await server.wait_closed()
+        return native(loop, inner), await inner_ready, reply == payload[::-1], outer
+
+    assert_all(run_on_each(scenario), (True, True, True, True))
+
+
+# ---- peers that break the protocol ------------------------------------------
+
+def test_peer_stops_mid_handshake(certs, no_leaks):
+    """The server reads the ClientHello and closes: the client's handshake
+    fails with ConnectionResetError."""
+    async def scenario():
+        loop = asyncio.get_running_loop()
+        lsock = socket.create_server(("127.0.0.1", 0))
+        lsock.setblocking(False)
+        try:
+            connect = loop.create_task(loop.create_connection(
+                lambda: Client(loop), *lsock.getsockname(),
+                ssl=client_context(certs["ca"]), server_hostname="localhost"))
+            conn, _ = await loop.sock_accept(lsock)
+            conn.setblocking(False)
+            hello = await loop.sock_recv(conn, 65536)
+            conn.shutdown(socket.SHUT_WR)
+            try:
+                await connect
+            except OSError as exc:
+                result = type(exc).__name__
+            conn.close()
+            return hello[:1], result
+        finally:
+            lsock.close()
+
+    assert_all(run_on_each(scenario), (b"\x16", "ConnectionResetError"))
+
+
+@pytest.mark.parametrize("damage", ["truncated", "corrupted"])
+def test_broken_record_after_the_handshake(certs, damage, no_leaks):
+    """After the handshake the peer sends half a record and closes
+    (truncated: an EOF without close_notify), or garbage (corrupted: the
+    reader gets an SSLError)."""
+    async def scenario():
+        loop = asyncio.get_running_loop()
+        loop.set_exception_handler(lambda loop, ctx: None)
+        lsock = socket.create_server(("127.0.0.1", 0))
+        sctx = server_context(certs["good"])
+        result = {}
+
+        def serve():
+            conn, _ = lsock.accept()
+            raw = conn.dup()
+            tls = sctx.wrap_socket(conn, server_side=True)
+            tls.sendall(b"A\n")
+            tls.recv(1)
+            if damage == "truncated":
+                raw.sendall(b"\x17\x03\x03\x01\x00" + b"\x00" * 10)
+            else:
+                raw.sendall(b"\x17\x03\x03\x00\x20" + b"\xff" * 32)
+            raw.shutdown(socket.SHUT_WR)
+            result["rest"] = raw.recv(65536)   # until the client closes
+            raw.close()
+            tls.close()
+
+        thread = threading.Thread(target=serve)
+        thread.start()
+        try:
+            reader, writer = await asyncio.open_connection(
+                *lsock.getsockname(), ssl=client_context(certs["ca"]),
+                server_hostname="localhost")
+            line = await reader.readline()
+            writer.write(b"B")
+            try:
+                more = await reader.read()
+            except ssl.SSLError as exc:
+                more = type(exc).__name__
+            writer.close()
+            try:
+                await writer.wait_closed()
+            except ssl.SSLError:
+                pass
+        finally:
+            await loop.run_in_executor(None, thread.join)
+            lsock.close()
+        return line, more
+
+    expected = b"" if damage == "truncated" else "SSLError"
+    assert_all(run_on_each(scenario), (b"A\n", expected))
