@@ -122,6 +122,11 @@ cdef object default_client_context(bint server_side, server_hostname):
     return context
 
 
+cdef inline bint ssl_io_pending(ssl_io) except -1:
+    """Whether the SSL object holds decrypted bytes not read yet."""
+    return ssl_io.pending() > 0
+
+
 cdef class TLSProtocolBase:
     """A TLS connection's state machine, as the protocol of the underlying
     (plaintext) transport; see TLSProtocol for the class in use."""
@@ -582,6 +587,13 @@ cdef class TLSProtocolBase:
                     close_notify = True
                     break
                 offset += count
+                # Nothing left to decrypt: no record bytes in the BIO (the
+                # TLS library, without read-ahead, takes from it only the
+                # record it decrypts) and no plaintext held back.  The
+                # read that would say so raises SSLWantReadError, which
+                # costs about as much as the decryption of a small record.
+                if not self.incoming.pending and not ssl_io_pending(self.ssl_io):
+                    break
         except SSL_AGAIN_ERRORS:
             pass
         if chunks is None:
