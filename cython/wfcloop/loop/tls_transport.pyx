@@ -111,6 +111,12 @@ def flowcontrol_limits(high, low, kib):
     return hi, lo
 
 
+# The default limits, as flowcontrol_limits(None, None, ...) gives them.
+cdef Py_ssize_t SSL_READ_HIGH, SSL_READ_LOW, SSL_WRITE_HIGH, SSL_WRITE_LOW
+SSL_READ_HIGH, SSL_READ_LOW = flowcontrol_limits(None, None, SSL_HIGH_WATER_READ_KIB)
+SSL_WRITE_HIGH, SSL_WRITE_LOW = flowcontrol_limits(None, None, SSL_HIGH_WATER_WRITE_KIB)
+
+
 cdef object default_client_context(bint server_side, server_hostname):
     """ssl=True on a client: a default (verifying) context; a server must
     have been given one."""
@@ -185,10 +191,10 @@ cdef class TLSProtocolBase:
         self.ssl_reading_paused = False
         self.peer_eof = False
         self.app_writing_paused = False
-        self.incoming_high_water, self.incoming_low_water = flowcontrol_limits(
-            None, None, SSL_HIGH_WATER_READ_KIB)
-        self.outgoing_high_water, self.outgoing_low_water = flowcontrol_limits(
-            None, None, SSL_HIGH_WATER_WRITE_KIB)
+        self.incoming_high_water = SSL_READ_HIGH
+        self.incoming_low_water = SSL_READ_LOW
+        self.outgoing_high_water = SSL_WRITE_HIGH
+        self.outgoing_low_water = SSL_WRITE_LOW
         self.app_transport = new_tls_transport(loop, self)
         self.app_transport_created = True
 
