@@ -739,7 +739,7 @@ class TLSTransport(FlowControlMixin, AsyncioTransport):
     _start_tls_compatible = True
     _sendfile_compatible = SENDFILE_FALLBACK
 
-    def __init__(self, loop, protocol):
+    def __init__(self, loop, TLSProtocolBase protocol not None):
         self._loop = loop
         self._wfc_tls = protocol
         self._wfc_closed = False
