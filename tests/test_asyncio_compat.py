@@ -54,6 +54,8 @@ EXPECTED_BASES = {
     # A Transport (not a DatagramTransport before 3.12): its base class.
     "SelectorDatagramTransport": asyncio.BaseTransport,
     "TransportSocket": object,
+    "SendfileMode": __import__("enum").Enum,
+    "FlowControlMixin": object,
     # 3.14 keeps the abstract policy as events._AbstractEventLoopPolicy
     # (the public name is a deprecated alias there).
     "EventLoopPolicyBase": getattr(asyncio.events, "_AbstractEventLoopPolicy", None)
@@ -160,6 +162,35 @@ def test_wfcloop_objects_carry_the_declared_state():
         loop.run_until_complete(asyncio.sleep(0))
     finally:
         loop.close()
+        b.close()
+
+
+def test_wfcloop_tls_transport_carries_the_declared_ssl_transport_state():
+    """wfcloop's TLSTransport has what asyncio's code reads on an SSL
+    transport."""
+    import ssl
+    loop = wfcloop.new_event_loop()
+    a, b = socket.socketpair()
+    try:
+        a.setblocking(False)
+        transport = loop._make_ssl_transport(a, asyncio.Protocol(),
+                                             ssl.create_default_context(), None,
+                                             server_hostname="localhost")
+        assert type(transport).__name__ == "TLSTransport"
+        assert isinstance(transport, compat.FlowControlMixin)
+        assert isinstance(transport, asyncio.Transport)
+        for name in compat.SSL_TRANSPORT_STATE:
+            assert hasattr(transport, name), name
+        assert transport._sendfile_compatible is compat.SendfileMode.FALLBACK
+        assert transport._start_tls_compatible is True
+        assert transport._protocol_paused is False
+        assert transport._loop is loop
+        loop.run_until_complete(asyncio.sleep(0.01))   # handshake started
+        transport.abort()
+        loop.run_until_complete(asyncio.sleep(0))
+    finally:
+        loop.close()
+        a.close()
         b.close()
 
 

@@ -37,8 +37,12 @@ import inspect
 import socket
 import sys
 import types
+try:
+    import ssl
+except ImportError:  # Python built without ssl
+    ssl = None
 from asyncio import (base_events, constants, events, format_helpers,
-                     selector_events, tasks, trsock)
+                     selector_events, sslproto, tasks, transports, trsock)
 
 __all__ = ["ENTRIES", "STATE_TABLES", "check_instance_state", "declared",
            "handle_slot"]
@@ -160,6 +164,19 @@ set_task_name = _resolve(
     required=COMPILED_CREATE_TASK)
 SSL_HANDSHAKE_TIMEOUT = constants.SSL_HANDSHAKE_TIMEOUT   # _accept_connection's default
 SSL_SHUTDOWN_TIMEOUT = constants.SSL_SHUTDOWN_TIMEOUT     # likewise
+# The TLS transport's flow control defaults and its warning threshold
+# (public names of asyncio's constants module, as asyncio's sslproto reads them).
+FLOW_CONTROL_HIGH_WATER_SSL_READ = constants.FLOW_CONTROL_HIGH_WATER_SSL_READ   # KiB
+FLOW_CONTROL_HIGH_WATER_SSL_WRITE = constants.FLOW_CONTROL_HIGH_WATER_SSL_WRITE  # KiB
+LOG_THRESHOLD_FOR_CONNLOST_WRITES = constants.LOG_THRESHOLD_FOR_CONNLOST_WRITES
+SendfileMode = _resolve(
+    "SendfileMode", constants, "_SendfileMode",
+    "the TLS transport's _sendfile_compatible (FALLBACK), which "
+    "loop.sendfile() reads; without it sendfile() over TLS is refused")
+FlowControlMixin = _resolve(
+    "FlowControlMixin", transports, "_FlowControlMixin",
+    "TLSTransport is one, as asyncio's SSL transport is: loop.sendfile()'s "
+    "fallback refuses any other transport (TypeError)")
 TransportSocket = _resolve(
     "TransportSocket", trsock, "TransportSocket",
     "ExtraInfo makes get_extra_info('socket') lazily, as asyncio's class")
@@ -286,6 +303,7 @@ LOOP_STATE = {
     "_ensure_fd_no_transport": ("method", "overridden (compiled lookup)"),
     "_make_socket_transport": ("method", "overridden: makes wfcloop's SocketTransport"),
     "_make_datagram_transport": ("method", "overridden: makes wfcloop's DatagramTransport"),
+    "_make_ssl_transport": ("method", "overridden: makes wfcloop's TLSTransport over its SocketTransport"),
     "_stop_serving": ("method", "overridden before 3.13 (unix socket cleanup)"),
 }
 
@@ -312,7 +330,8 @@ SOCKET_TRANSPORT_STATE = {
     "_read_ready__get_buffer": ("method", "BufferedProtocol read path; overridden"),
     "_read_ready__on_eof": ("method", "EOF handling, asyncio's; wrapped"),
     "_fatal_error": ("method", "asyncio's error report and close"),
-    "_force_close": ("method", "abort path; wrapped"),
+    "_force_close": ("method", "abort path; wrapped; the TLS protocol drops its underlying transport with it"),
+    "_start_tls_compatible": ("method", "what start_tls() checks on a transport (True here and on TLSTransport)"),
     "_add_reader": ("method", "the transport's reader registration; wrapped (TransportMap)"),
     "_set_write_buffer_limits": ("method", "wrapped to share the limit ints"),
     "_make_empty_waiter": ("optional", "HAVE_MAKE_EMPTY_WAITER: wrapped to settle poller writes first"),
@@ -334,6 +353,24 @@ DATAGRAM_TRANSPORT_STATE = {
     "_read_ready": ("method", "the reader callback; overridden"),
     "_fatal_error": ("method", "asyncio's error report and close"),
     "_sendto_ready": ("method", "asyncio's writer for buffered datagrams (inherited)"),
+}
+
+SSL_TRANSPORT_STATE = {
+    # sslproto._SSLProtocolTransport: what wfcloop's TLSTransport carries
+    # because asyncio's code (or CPython's tests) reads it on an SSL
+    # transport.
+    "_loop": ("field", "sendfile's fallback makes futures on the transport's loop"),
+    "_ssl_protocol": ("field", "the TLS protocol under the transport (CPython's test_ssl pauses it); a property"),
+    "_protocol_paused": ("method", "sendfile's fallback reads whether the application is paused; a property"),
+    "_start_tls_compatible": ("method", "start_tls() of a TLS transport (TLS over TLS) is allowed"),
+    "_sendfile_compatible": ("method", "loop.sendfile() takes the fallback (SendfileMode.FALLBACK)"),
+    "_force_close": ("method", "a TLS protocol over this transport drops it with an error"),
+    "_test__append_write_backlog": ("method", "CPython's test_ssl fills the write backlog with it"),
+}
+
+SSL_OBJECT_STATE = {
+    # ssl.SSLObject (not asyncio's, but private all the same).
+    "_sslobj": ("field", "the _ssl object whose read/write/do_handshake SSLObject's Python methods wrap; the TLS protocol calls them directly"),
 }
 
 HANDLE_STATE = {
@@ -367,11 +404,14 @@ STATE_TABLES = {
     BaseSelectorEventLoop: LOOP_STATE,
     SelectorSocketTransport: SOCKET_TRANSPORT_STATE,
     SelectorDatagramTransport: DATAGRAM_TRANSPORT_STATE,
+    sslproto._SSLProtocolTransport: SSL_TRANSPORT_STATE,
     Handle: HANDLE_STATE,
     TimerHandle: TIMER_HANDLE_STATE,
     Server: SERVER_STATE,
     TransportSocket: TRANSPORT_SOCKET_STATE,
 }
+if ssl is not None:
+    STATE_TABLES[ssl.SSLObject] = SSL_OBJECT_STATE
 
 
 def _check_class_state():
@@ -409,6 +449,20 @@ def handle_slot(cls, name):
     if type(descriptor) is not types.MemberDescriptorType:
         raise _missing(f"a __slots__ field {_where(cls, name)}", table[name][1])
     return descriptor
+
+
+def _ssl_transport(loop):
+    """A stdlib SSL transport (its protocol never connected)."""
+    import ssl
+    protocol = sslproto.SSLProtocol(loop, asyncio.Protocol(),
+                                    ssl.create_default_context(), None)
+    transport = protocol._app_transport
+    transport.close()   # no connection: only marks it closed
+    return transport
+
+
+def _ssl_object():
+    return ssl.create_default_context().wrap_bio(ssl.MemoryBIO(), ssl.MemoryBIO())
 
 
 def check_instance_state(strict=True):
@@ -450,6 +504,9 @@ def check_instance_state(strict=True):
                          lambda: SelectorDatagramTransport(loop, dgram[0], asyncio.DatagramProtocol()))
         if datagram is not None:
             datagram.abort()
+        check(sslproto._SSLProtocolTransport, lambda: _ssl_transport(loop))
+        if ssl is not None:
+            check(ssl.SSLObject, _ssl_object)
         check(Handle, lambda: Handle(print, (), loop, None))
         check(TimerHandle, lambda: TimerHandle(0.0, print, (), loop, None))
         check(Server, lambda: Server(loop, [], asyncio.Protocol, None, 100, None, None))

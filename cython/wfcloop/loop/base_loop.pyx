@@ -296,6 +296,33 @@ class BaseLoop(asyncio.SelectorEventLoop):
             self._ensure_fd_no_transport(sock)
         return DatagramTransport(self, sock, protocol, address, waiter, extra)
 
+    def _make_ssl_transport(self, rawsock, protocol, sslcontext, waiter=None,
+                            *, server_side=False, server_hostname=None,
+                            extra=None, server=None,
+                            ssl_handshake_timeout=SSL_HANDSHAKE_TIMEOUT,
+                            ssl_shutdown_timeout=SSL_SHUTDOWN_TIMEOUT):
+        # The compiled TLS transport (loop/tls_transport.pyx) over the
+        # socket transport: create_server(ssl=), create_connection(ssl=),
+        # connect_accepted_socket(ssl=), create_unix_*(ssl=).
+        tls = TLSProtocol(self, protocol, sslcontext, waiter,
+                          server_side, server_hostname,
+                          ssl_handshake_timeout=ssl_handshake_timeout,
+                          ssl_shutdown_timeout=ssl_shutdown_timeout)
+        self._make_socket_transport(rawsock, tls, extra=extra, server=server)
+        return (<TLSProtocolBase>tls).app_transport
+
+    async def start_tls(self, transport, protocol, sslcontext, *,
+                        server_side=False, server_hostname=None,
+                        ssl_handshake_timeout=None,
+                        ssl_shutdown_timeout=None):
+        """Upgrade transport to TLS (the compiled TLS transport).
+
+        Return a new transport that *protocol* should start using
+        immediately."""
+        return await tls_upgrade(self, transport, protocol, sslcontext,
+                                 server_side, server_hostname,
+                                 ssl_handshake_timeout, ssl_shutdown_timeout)
+
 
 cdef object BASE_RUN_ONCE = BaseLoop.__dict__["_run_once"]
 cdef bint HAVE_RUN_FOREVER_SETUP = asyncio_compat.HAVE_RUN_FOREVER_SETUP

@@ -196,6 +196,23 @@ class SocketTransport(SelectorSocketTransport):
             return
         if self._wfc_io is not None and io_read_taken(self):
             return
+        protocol = self._protocol
+        if type(protocol) is TLSProtocol:
+            # wfcloop's TLS protocol: straight into its loop's TLS buffer,
+            # without the get_buffer()/buffer_updated() calls.
+            tls_buffer = (<TLSProtocolBase>protocol).buf
+            n = recv_ready(self, self._sock_fd, (<TLSBuffer>tls_buffer).ptr,
+                           (<TLSBuffer>tls_buffer).size)
+            if n < 0:
+                return
+            try:
+                (<TLSProtocolBase>protocol).records_received(n)
+            except (SystemExit, KeyboardInterrupt):
+                raise
+            except BaseException as exc:
+                self._fatal_error(
+                    exc, 'Fatal error: protocol.buffer_updated() call failed.')
+            return
         if not get_protocol_buffer(self, -1, &view):
             return
         try:
