@@ -59,7 +59,9 @@ about 20%: use --rounds 5 or more for figures worth quoting.
         --servers wfcloop,before:wfcloop,uvloop --rounds 5   # two builds in the same rounds
     .venv/bin/python benchmarks/echo_bench.py --udp --modes protocol --rounds 3
                                   # adds the UDP echo cells (1 KiB x 10/100 sockets,
-                                  # 65507 B x 10; client benchmarks/tools/udp_load_client.c)
+                                  # 65507 B x 10; client benchmarks/tools/udp_load_client.c;
+                                  # datagrams of 8 KiB and more: the server gets
+                                  # --rcvbuf 4 MiB, so bursts are not dropped)
 """
 from __future__ import annotations
 
@@ -131,6 +133,12 @@ HTTP_NEEDS = {"raw": (), "uvicorn": ("uvicorn", "httptools"), "aiohttp": ("aioht
 HTTP_EXTRA = ("https-raw-64k", "https-raw-close")
 # --udp: the cells of issue 15 (65507 B: the largest IPv4 datagram).
 UDP_CELLS = [(1024, 10), (1024, 100), (65507, 10)]
+# The UDP echo server's SO_RCVBUF (examples/echo_udp.py --rcvbuf) for
+# datagrams of UDP_RCVBUF_FROM bytes and more: the kernel's default (about
+# 208 KiB) holds three 64 KiB datagrams, so 10 sockets' worth in flight
+# drops some (capped at net.core.rmem_max).
+UDP_RCVBUF = 4 * 1024 * 1024
+UDP_RCVBUF_FROM = 8 * 1024
 # Other processes' median CPU use during the runs above which the table
 # carries a warning.
 BUSY_OTHERS_CPUS = 0.5
@@ -355,20 +363,21 @@ def median(xs):
 # servers
 # --------------------------------------------------------------------------
 
-def server_command(server, mode, a):
-    """argv for a server variant in a mode, or None for an unknown name.
+def server_command(server, mode, a, size=0):
+    """argv for a server variant in a mode (messages of ``size`` bytes),
+    or None for an unknown name.
     ``BUILD:variant`` runs the variant with the interpreter that --build
     named BUILD (another build of wfcloop, for an A/B in one run)."""
     build, sep, variant = server.rpartition(":")
     if sep:
         python = dict(getattr(a, "build", None) or ()).get(build)
-        argv = server_command(variant, mode, a) if python else None
+        argv = server_command(variant, mode, a, size) if python else None
         if argv is None or variant in ("c-server",):
             return None
         return [python if x == sys.executable else x for x in argv]
     if server == "c-server":
         return [str(C_SERVER), "--host", a.host, "--port", "0"]
-    tls_args = []
+    extra_args = []
     if is_http(mode):
         app, tls, _, _ = http_mode(mode)
         script = HTTP_APPS.get(app)
@@ -377,13 +386,15 @@ def server_command(server, mode, a):
         if app == "aiohttp" and a.http_app:
             script = Path(a.http_app)
         if tls:
-            tls_args = ["--certfile", str(a.tls_cert), "--keyfile", str(a.tls_key)]
+            extra_args = ["--certfile", str(a.tls_cert), "--keyfile", str(a.tls_key)]
     else:
         script = EXAMPLES / MODES[mode]
         if mode == "tls":
-            tls_args = ["--certfile", str(getattr(a, "tls_cert", "")),
-                        "--keyfile", str(getattr(a, "tls_key", ""))]
-    base = [sys.executable, str(script), "--host", a.host, "--port", "0", *tls_args]
+            extra_args = ["--certfile", str(getattr(a, "tls_cert", "")),
+                          "--keyfile", str(getattr(a, "tls_key", ""))]
+        elif mode == "udp" and size >= UDP_RCVBUF_FROM:
+            extra_args = ["--rcvbuf", str(UDP_RCVBUF)]
+    base = [sys.executable, str(script), "--host", a.host, "--port", "0", *extra_args]
     if server == "wfcloop":
         return base + ["--loop", "wfcloop"]
     if server == "wfcloop-pollers":
@@ -584,7 +595,7 @@ def run_wrk(server, cell, a):
 
 
 def measure(server_name, cell, a, log_dir):
-    argv = server_command(server_name, cell["mode"], a)
+    argv = server_command(server_name, cell["mode"], a, cell["size"])
     log = log_dir / f"{server_name}-{cell['mode']}.stderr"
     srv = Server(argv, log)
     res = {"server": server_name, **cell}
