@@ -21,7 +21,10 @@ Servers (each a fresh subprocess per run, started with --port 0, killed after):
   c-server          benchmarks/tools/c_echo_server.c: one thread, epoll (the limit)
 
 Modes: protocol (asyncio.Protocol), buffered (BufferedProtocol), streams
-(StreamReader/Writer), sock (loop.sock_recv/sock_sendall), and with --http
+(StreamReader/Writer), sock (loop.sock_recv/sock_sendall), tls (protocol mode
+over TLS: examples/echo_protocol.py --certfile/--keyfile with a certificate
+made at run time, load_client --tls; needs OpenSSL's headers, else skipped
+with a note), udp (examples/echo_udp.py under udp_load_client), and with --http
 the HTTP stacks under wrk (-t1, keep-alive, 100 connections): a bare
 asyncio.Protocol server (examples/http_raw.py), uvicorn + httptools
 (examples/http_uvicorn.py) and aiohttp (examples/http_aiohttp.py), each plain
@@ -43,8 +46,9 @@ per-round ratios of the two servers in the same round and cell, so slow
 drifts of the machine cancel.  Run-to-run spread on a shared 2-core VM is
 about 20%: use --rounds 5 or more for figures worth quoting.
 
-    .venv/bin/python benchmarks/echo_bench.py              # ~1 min: protocol,
-                                                           # streams, sock; 1 KiB, 100 conns
+    .venv/bin/python benchmarks/echo_bench.py              # ~1.5 min: protocol,
+                                                           # streams, sock, tls, udp;
+                                                           # 1 KiB, 100 conns (sockets)
     .venv/bin/python benchmarks/echo_bench.py --full       # the whole matrix + pollers table
     .venv/bin/python benchmarks/echo_bench.py --modes protocol --sizes 1024,10240 \\
         --conns 10,100 --rounds 5 --duration 3 --json out.json --png out.png
@@ -55,7 +59,9 @@ about 20%: use --rounds 5 or more for figures worth quoting.
         --servers wfcloop,before:wfcloop,uvloop --rounds 5   # two builds in the same rounds
     .venv/bin/python benchmarks/echo_bench.py --udp --modes protocol --rounds 3
                                   # adds the UDP echo cells (1 KiB x 10/100 sockets,
-                                  # 65507 B x 10; client benchmarks/tools/udp_load_client.c)
+                                  # 65507 B x 10; client benchmarks/tools/udp_load_client.c;
+                                  # datagrams of 8 KiB and more: the server gets
+                                  # --rcvbuf 4 MiB, so bursts are not dropped)
 """
 from __future__ import annotations
 
@@ -94,12 +100,21 @@ C_PROGRAMS = {
     UDP_CLIENT: (BENCH_DIR / "tools" / "udp_load_client.c", []),
 }
 CFLAGS = ["-O2", "-Wall", "-Wextra", "-std=gnu11"]
+# The load client's --tls (the tls mode): OpenSSL's headers and libraries.
+# Where they are missing the client is built without it and the tls cells
+# are skipped with a note (Debian/Ubuntu: apt-get install libssl-dev).
+TLS_CFLAGS = ["-DWITH_TLS"]
+TLS_LIBS = ["-lssl", "-lcrypto"]
 
 MODES = {
     "protocol": "echo_protocol.py",
     "buffered": "echo_buffered.py",
     "streams": "echo_streams.py",
     "sock": "echo_sock.py",
+    # protocol mode over TLS (examples/echo_protocol.py --certfile/--keyfile,
+    # a certificate made at run time), driven by load_client --tls; no C
+    # server for it.
+    "tls": "echo_protocol.py",
     # UDP echo (create_datagram_endpoint, sendto back in datagram_received),
     # driven by benchmarks/tools/udp_load_client.c: one datagram in flight
     # per socket; no C server for it.
@@ -118,6 +133,12 @@ HTTP_NEEDS = {"raw": (), "uvicorn": ("uvicorn", "httptools"), "aiohttp": ("aioht
 HTTP_EXTRA = ("https-raw-64k", "https-raw-close")
 # --udp: the cells of issue 15 (65507 B: the largest IPv4 datagram).
 UDP_CELLS = [(1024, 10), (1024, 100), (65507, 10)]
+# The UDP echo server's SO_RCVBUF (examples/echo_udp.py --rcvbuf) for
+# datagrams of UDP_RCVBUF_FROM bytes and more: the kernel's default (about
+# 208 KiB) holds three 64 KiB datagrams, so 10 sockets' worth in flight
+# drops some (capped at net.core.rmem_max).
+UDP_RCVBUF = 4 * 1024 * 1024
+UDP_RCVBUF_FROM = 8 * 1024
 # Other processes' median CPU use during the runs above which the table
 # carries a warning.
 BUSY_OTHERS_CPUS = 0.5
@@ -125,9 +146,10 @@ BUSY_OTHERS_CPUS = 0.5
 DEFAULT_SERVERS = ["wfcloop", "wfcloop-pollers", "uvloop", "asyncio", "c-server"]
 
 PROFILES = {
-    # about a minute on 2 cores: 3 cells x 5 servers x 3 rounds x ~1.4 s
-    "quick": dict(modes="protocol,streams,sock", sizes="1024", conns="100",
-                  rounds=3, duration=1.0, warmup=0.3, pollers_table=False),
+    # about a minute and a half on 2 cores: (3 cells x 5 servers + the tls
+    # and udp cells x 4 servers: no C server) x 3 rounds x ~1.3 s
+    "quick": dict(modes="protocol,streams,sock,tls,udp", sizes="1024", conns="100",
+                  rounds=3, duration=0.8, warmup=0.2, pollers_table=False),
     # the whole matrix: 4 modes x 3 sizes x 3 conns x 5 servers x 5 rounds
     # x ~2.7 s (about 45 minutes), then the pollers table (about 6 minutes)
     "full": dict(modes="protocol,buffered,streams,sock", sizes="1024,10240,102400",
@@ -168,6 +190,9 @@ def targets_for(cell, server):
             out.append(("xuv", "uvloop", 2.5))
         elif mode == "udp":
             out.append(("xuv", "uvloop", 1.0 if size > 60000 else 1.2))
+        elif mode == "tls":
+            # issue 15: TLS >= 1.1x uvloop at 100 connections
+            out.append(("xuv", "uvloop", 1.1))
         if not is_http(mode):
             out.append(("eff", "eff", 1.0))
     elif server == "wfcloop-pollers" or server.startswith("wfcloop-p"):
@@ -185,16 +210,42 @@ def progress(msg):
 
 
 def build(cc=None, force=False):
-    """Compile the client and the C server when a source is newer."""
+    """Compile the client and the C server when a source is newer.  The
+    load client is built with TLS (OpenSSL) where its headers are found,
+    else without (client_has_tls() tells which)."""
     cc = cc or os.environ.get("CC", "cc")
     BUILD_DIR.mkdir(parents=True, exist_ok=True)
     for binary, (src, extra) in C_PROGRAMS.items():
         if not force and binary.exists() and binary.stat().st_mtime >= src.stat().st_mtime:
             continue
         cmd = [cc, *CFLAGS, *extra, str(src), "-o", str(binary)]
-        progress("build: " + " ".join(os.path.relpath(c, ROOT) if c.startswith(str(ROOT)) else c
-                                      for c in cmd))
+        if binary == CLIENT:
+            tls_cmd = cmd[:-3] + TLS_CFLAGS + cmd[-3:] + TLS_LIBS
+            show(tls_cmd)
+            p = subprocess.run(tls_cmd, capture_output=True, text=True)
+            if p.returncode == 0:
+                sys.stderr.write(p.stderr)
+                continue
+            tail = (p.stderr.strip().splitlines() or ["?"])[-1]
+            progress(f"build: load_client without TLS (OpenSSL's headers or libraries are "
+                     f"missing: {tail}); the tls mode will be skipped "
+                     f"(Debian/Ubuntu: apt-get install libssl-dev, then --rebuild)")
+        show(cmd)
         subprocess.run(cmd, check=True)
+
+
+def show(cmd):
+    progress("build: " + " ".join(os.path.relpath(c, ROOT) if c.startswith(str(ROOT)) else c
+                                  for c in cmd))
+
+
+def client_has_tls():
+    """Whether the built load client takes --tls (its --help lists it)."""
+    try:
+        p = subprocess.run([str(CLIENT), "--help"], capture_output=True, text=True, timeout=10)
+    except OSError:
+        return False
+    return "--tls" in p.stdout
 
 
 def raise_nofile():
@@ -312,20 +363,21 @@ def median(xs):
 # servers
 # --------------------------------------------------------------------------
 
-def server_command(server, mode, a):
-    """argv for a server variant in a mode, or None for an unknown name.
+def server_command(server, mode, a, size=0):
+    """argv for a server variant in a mode (messages of ``size`` bytes),
+    or None for an unknown name.
     ``BUILD:variant`` runs the variant with the interpreter that --build
     named BUILD (another build of wfcloop, for an A/B in one run)."""
     build, sep, variant = server.rpartition(":")
     if sep:
         python = dict(getattr(a, "build", None) or ()).get(build)
-        argv = server_command(variant, mode, a) if python else None
+        argv = server_command(variant, mode, a, size) if python else None
         if argv is None or variant in ("c-server",):
             return None
         return [python if x == sys.executable else x for x in argv]
     if server == "c-server":
         return [str(C_SERVER), "--host", a.host, "--port", "0"]
-    tls_args = []
+    extra_args = []
     if is_http(mode):
         app, tls, _, _ = http_mode(mode)
         script = HTTP_APPS.get(app)
@@ -334,10 +386,15 @@ def server_command(server, mode, a):
         if app == "aiohttp" and a.http_app:
             script = Path(a.http_app)
         if tls:
-            tls_args = ["--certfile", str(a.tls_cert), "--keyfile", str(a.tls_key)]
+            extra_args = ["--certfile", str(a.tls_cert), "--keyfile", str(a.tls_key)]
     else:
         script = EXAMPLES / MODES[mode]
-    base = [sys.executable, str(script), "--host", a.host, "--port", "0", *tls_args]
+        if mode == "tls":
+            extra_args = ["--certfile", str(getattr(a, "tls_cert", "")),
+                          "--keyfile", str(getattr(a, "tls_key", ""))]
+        elif mode == "udp" and size >= UDP_RCVBUF_FROM:
+            extra_args = ["--rcvbuf", str(UDP_RCVBUF)]
+    base = [sys.executable, str(script), "--host", a.host, "--port", "0", *extra_args]
     if server == "wfcloop":
         return base + ["--loop", "wfcloop"]
     if server == "wfcloop-pollers":
@@ -425,6 +482,8 @@ def run_client(server, cell, a):
             "-d", str(a.duration), "-w", str(a.warmup), "--marks"]
     if cell["mode"] != "udp":
         argv += ["-t", str(a.threads)]
+    if cell["mode"] == "tls":
+        argv += ["--tls"]
     proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     samples = {}
@@ -536,7 +595,7 @@ def run_wrk(server, cell, a):
 
 
 def measure(server_name, cell, a, log_dir):
-    argv = server_command(server_name, cell["mode"], a)
+    argv = server_command(server_name, cell["mode"], a, cell["size"])
     log = log_dir / f"{server_name}-{cell['mode']}.stderr"
     srv = Server(argv, log)
     res = {"server": server_name, **cell}
@@ -888,14 +947,15 @@ def main(argv=None):
         description="Echo benchmark: wfcloop vs uvloop vs asyncio vs a C epoll server, "
                     "driven by a C load client.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="Quick default: protocol, streams and sock at 1 KiB with 100 connections, "
-               "3 rounds of 1 s (about a minute on 2 cores). --full: every mode at "
+        epilog="Quick default: protocol, streams, sock, tls (protocol over TLS) and udp at "
+               "1 KiB with 100 connections (sockets), 3 rounds of 0.8 s (about a minute and "
+               "a half on 2 cores; no C server for tls and udp). --full: every mode at "
                "1/10/100 KiB and 10/100/1000 connections, 5 rounds of 2 s, and the "
                "pollers table.")
     p.add_argument("--full", action="store_true", help="the whole matrix and the pollers table")
     p.add_argument("--rounds", type=int, help="rounds (quick 3, full 5)")
-    p.add_argument("--duration", type=float, help="measured seconds per run (quick 1, full 2)")
-    p.add_argument("--warmup", type=float, help="warm-up seconds per run (quick 0.3, full 0.5)")
+    p.add_argument("--duration", type=float, help="measured seconds per run (quick 0.8, full 2)")
+    p.add_argument("--warmup", type=float, help="warm-up seconds per run (quick 0.2, full 0.5)")
     p.add_argument("--servers", default=",".join(DEFAULT_SERVERS),
                    help="comma-separated: wfcloop, wfcloop-pollers, wfcloop-pK (K "
                         "pollers, adaptive), wfcloop-pK-pinned (WFCLOOP_ADAPTIVE=0), "
@@ -906,7 +966,7 @@ def main(argv=None):
                         "servers NAME:wfcloop, NAME:wfcloop-pollers, ... run on it, so "
                         "two builds are compared in the same rounds (repeatable)")
     p.add_argument("--modes", help="comma-separated: " + ", ".join(MODES)
-                   + " (quick: protocol,streams,sock)")
+                   + " (quick: protocol,streams,sock,tls,udp)")
     p.add_argument("--sizes", help="message sizes in bytes, comma-separated (quick 1024)")
     p.add_argument("--conns", help="connection counts, comma-separated (quick 100)")
     p.add_argument("--threads", type=int, default=1,
@@ -1010,7 +1070,19 @@ def main(argv=None):
     log_dir.mkdir(parents=True, exist_ok=True)
 
     cells = [dict(mode=m, size=s, conns=c) for m in modes for s in sizes for c in conns
-             if m != "udp"]
+             if m not in ("udp", "tls")]
+    # TLS cells: protocol mode over TLS under load_client --tls; every server
+    # but the C one (it speaks plain TCP only).
+    tls_cells = []
+    if "tls" in modes:
+        if client_has_tls():
+            tls_cells = [dict(mode="tls", size=s, conns=c) for s in sizes for c in conns]
+            a.tls_cert, a.tls_key = make_certificate(log_dir / "tls")
+        else:
+            notes.append("the load client was built without TLS (OpenSSL's headers are "
+                         "missing): tls row skipped (apt-get install libssl-dev, then "
+                         "--rebuild)")
+            progress("note: " + notes[-1])
     # UDP cells: --udp's, and --modes udp with the given sizes and counts;
     # every server but the C one (it speaks TCP only).
     udp_cells = [dict(mode="udp", size=s, conns=c) for s in sizes for c in conns
@@ -1019,6 +1091,7 @@ def main(argv=None):
         udp_cells += [dict(mode="udp", size=s, conns=c) for s, c in UDP_CELLS
                       if dict(mode="udp", size=s, conns=c) not in udp_cells]
     udp_servers = [s for s in servers if s != "c-server"]
+    tls_servers = udp_servers
     http_cells, http_servers = [], []
     if a.http:
         http_cells = make_http_cells(a, notes, log_dir)
@@ -1035,21 +1108,27 @@ def main(argv=None):
     per_run = a.warmup + a.duration + 0.5
     est = per_run * a.rounds * (len(cells) * len(servers) + len(pcells) * len(pservers)
                                 + len(udp_cells) * len(udp_servers)
+                                + len(tls_cells) * len(tls_servers)
                                 + len(http_cells) * len(http_servers) * 1.5)
     progress(f"echo_bench: {len(cells)} cells x {len(servers)} servers x {a.rounds} rounds"
              + (f", pollers table {len(pcells)} x {len(pservers)}" if pcells else "")
+             + (f", tls {len(tls_cells)} x {len(tls_servers)}" if tls_cells else "")
+             + (f", udp {len(udp_cells)} x {len(udp_servers)}" if udp_cells else "")
              + (f", http {len(http_cells)} x {len(http_servers)}" if http_cells else "")
              + f"; about {est / 60:.1f} min; {os.cpu_count()} CPUs")
 
     t_start = time.monotonic()
     runs = run_matrix(cells, servers, a, log_dir, "echo", t_start, est) if cells else []
+    truns = run_matrix(tls_cells, tls_servers, a, log_dir, "tls", t_start, est) if tls_cells else []
+    runs += truns
     hruns = run_matrix(http_cells, http_servers, a, log_dir, "http", t_start, est) if http_cells else []
     uruns = run_matrix(udp_cells, udp_servers, a, log_dir, "udp", t_start, est) if udp_cells else []
     runs += uruns
     pruns = run_matrix(pcells, pservers, a, log_dir, "pollers", t_start, est) if pcells else []
     elapsed = time.monotonic() - t_start
 
-    summary = (summarize([r for r in runs if r["mode"] != "udp"], cells, servers)
+    summary = (summarize([r for r in runs if r["mode"] not in ("udp", "tls")], cells, servers)
+               + summarize(truns, tls_cells, tls_servers)
                + summarize(uruns, udp_cells, udp_servers)
                + summarize(hruns, http_cells, http_servers))
     psummary = summarize(pruns, pcells, pservers) if pcells else []

@@ -5,6 +5,7 @@ asyncio.Protocol.
     python examples/echo_protocol.py --port 0 --pollers 2 # any free port
     python examples/echo_protocol.py --loop uvloop        # or --loop asyncio
     python examples/echo_client.py --port 8888            # talk to it
+    python examples/echo_protocol.py --certfile c.pem --keyfile k.pem   # over TLS
 
 Prints ``listening on HOST:PORT (LOOP)`` once it accepts connections; Ctrl-C
 or SIGTERM closes it (exit code 0).  Needs ``_common.py`` from this directory.
@@ -48,7 +49,8 @@ async def main(args):
     stop = _common.stop_event()
     connections = set()
     server = await loop.create_server(lambda: EchoProtocol(connections),
-                                      args.host, args.port, backlog=_common.BACKLOG)
+                                      args.host, args.port, backlog=_common.BACKLOG,
+                                      ssl=_common.server_ssl_context(args))
     _common.announce(server.sockets)
     await stop.wait()
     server.close()  # stop listening
@@ -58,4 +60,5 @@ async def main(args):
 
 if __name__ == "__main__":
     parser = _common.make_parser("TCP echo server (asyncio.Protocol)", port=8888)
+    _common.add_tls_options(parser)
     raise SystemExit(_common.run(main, _common.parse_args(parser)))

@@ -156,3 +156,60 @@ def test_echo_bench_tiny_udp_run(tmp_path):
         assert r["mode"] == "udp" and r["rps"] > 0 and r["errors"] == 0, (name, r)
         assert r["conns_alive"] == 10, name
     assert "udp 1 KiB 10c" in p.stdout
+
+
+def _have_openssl_headers():
+    return any(Path(d, "openssl", "ssl.h").exists() for d in ("/usr/include", "/usr/local/include"))
+
+
+def test_load_client_with_tls_compiles_without_warnings(tmp_path):
+    if not _have_openssl_headers():
+        pytest.skip("needs OpenSSL's headers (libssl-dev)")
+    p = subprocess.run(["cc", "-O2", "-Wall", "-Wextra", "-std=gnu11", "-pthread", "-DWITH_TLS",
+                        str(BENCH / "tools" / "load_client.c"), "-o", str(tmp_path / "prog"),
+                        "-lssl", "-lcrypto"],
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    assert "warning" not in p.stderr, p.stderr
+    assert "--tls" in subprocess.run([str(tmp_path / "prog"), "--help"], capture_output=True,
+                                     text=True, timeout=10).stdout
+    # Against a plain TCP listener the handshake fails: exit 1, no hang.
+    import socket
+    with socket.create_server(("127.0.0.1", 0)) as srv:
+        port = srv.getsockname()[1]
+        p = subprocess.Popen([str(tmp_path / "prog"), "--tls", "--port", str(port), "-c", "1",
+                              "--connect-timeout", "1"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        conn, _ = srv.accept()
+        conn.close()   # closed before the handshake answers
+        _, err = p.communicate(timeout=20)
+    assert p.returncode == 1 and "TLS handshake" in err, err
+
+
+def test_echo_bench_tiny_tls_and_udp_run(tmp_path):
+    """The quick profile's tls and udp rows, tiny: every server but the C
+    one echoes 1 KiB over TLS (load_client --tls) and as datagrams, with a
+    nonzero rate and no client errors."""
+    if not _have_openssl_headers():
+        pytest.skip("needs OpenSSL's headers (libssl-dev)")
+    servers = ["asyncio", "wfcloop"]
+    try:
+        import uvloop  # noqa: F401
+        servers.append("uvloop")
+    except ImportError:
+        pass
+    out = tmp_path / "tls_udp.json"
+    p = subprocess.run(
+        [sys.executable, str(BENCH / "echo_bench.py"), "--rounds", "1", "--duration", "0.5",
+         "--warmup", "0.1", "--modes", "tls,udp", "--sizes", "1024", "--conns", "10",
+         "--servers", ",".join(servers + ["c-server"]), "--json", str(out), "--no-png"],
+        capture_output=True, text=True, timeout=90, cwd=tmp_path)
+    assert p.returncode == 0, p.stdout + p.stderr
+    measured = {(r["mode"], r["server"]): r for r in json.loads(out.read_text())["runs"]}
+    # no C server for either mode
+    assert set(measured) == {(m, s) for m in ("tls", "udp") for s in servers}
+    for key, r in measured.items():
+        assert r["ok"], (key, r.get("why"))
+        assert r["rps"] > 0 and r["errors"] == 0, (key, r)
+        assert r["conns_alive"] == 10, key
+    assert "tls 1 KiB 10c" in p.stdout and "udp 1 KiB 10c" in p.stdout

@@ -314,6 +314,28 @@ def test_udp_server(example, pollers):
     server.stop()
 
 
+def test_udp_server_rcvbuf(example):
+    """--rcvbuf: a burst of ten 65507 B datagrams (more than the kernel's
+    default receive buffer holds) all come back."""
+    try:
+        with open("/proc/sys/net/core/rmem_max") as f:
+            rmem_max = int(f.read())
+    except (OSError, ValueError):
+        rmem_max = 0
+    if rmem_max < 2 * 1024 * 1024:
+        pytest.skip("net.core.rmem_max is below 2 MiB: SO_RCVBUF is capped under the burst")
+    server = example("echo_udp.py", "--port", "0", "--rcvbuf", str(2 * 1024 * 1024))
+    addr = server.listening()
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as a:
+        a.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 2 * 1024 * 1024)
+        a.settimeout(TIMEOUT)
+        burst = [bytes([i]) * 65507 for i in range(10)]
+        for message in burst:
+            a.sendto(message, addr)
+        assert sorted(a.recvfrom(65536)[0] for _ in burst) == burst
+    server.stop()
+
+
 # -- TLS -----------------------------------------------------------------------------
 
 def tls_connect(addr, context, hostname):

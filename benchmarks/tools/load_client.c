@@ -33,11 +33,21 @@
  * them open, idle, until stdin reaches EOF or SIGTERM/SIGINT arrives.  Used
  * to measure the memory and the cost of idle connections.
  *
+ * --tls: speak TLS (built with -DWITH_TLS, linked with -lssl -lcrypto; without
+ * it the option is refused).  Each connection completes its handshake right
+ * after connecting, before the ready pass, so no handshake falls in the
+ * measured window; the server's certificate is not verified (the benchmark
+ * makes its own throw-away one).  The echo protocol is the same, over
+ * SSL_write/SSL_read on the non-blocking sockets: SSL_ERROR_WANT_READ waits
+ * for EPOLLIN, SSL_ERROR_WANT_WRITE for EPOLLOUT, and a connection with a
+ * message still to send retries it on any event (a write may need a read).
+ *
  * Exit status: 0 ok, 1 setup or connect failure (message on stderr), 2 usage,
  * 3 the run finished but with errors (the JSON line is still printed).
  *
  * Build: cc -O2 -Wall -Wextra -std=gnu11 -pthread benchmarks/tools/load_client.c \
  *            -o benchmarks/build/load_client
+ *   with TLS: add -DWITH_TLS ... -lssl -lcrypto (Debian/Ubuntu: libssl-dev)
  * (benchmarks/echo_bench.py does this and drives the runs).
  */
 #define _GNU_SOURCE
@@ -61,6 +71,10 @@
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
+#ifdef WITH_TLS
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#endif
 
 #define PATTERN_PERIOD 251
 #define SUB_BITS 4
@@ -70,6 +84,9 @@
 
 struct conn {
     int fd;
+#ifdef WITH_TLS
+    SSL *ssl;             /* NULL: plain TCP */
+#endif
     int alive;
     size_t sent;          /* bytes of the current message sent */
     size_t got;           /* bytes of its echo received */
@@ -98,6 +115,10 @@ static size_t msg_size = 1024;
 static const unsigned char *pattern;   /* msg_size bytes, byte[i] = i % 251 */
 static uint64_t t_measure_start, t_end; /* ns, CLOCK_MONOTONIC */
 static volatile sig_atomic_t stop_flag;
+#ifdef WITH_TLS
+static int use_tls;                     /* --tls */
+static SSL_CTX *tls_ctx;
+#endif
 
 static uint64_t now_ns(void)
 {
@@ -147,10 +168,52 @@ static void fail_conn(struct worker *w, struct conn *c, const char *what, int er
                  err ? ": " : "", err ? strerror(err) : "");
     w->errors++;
     epoll_ctl(w->epfd, EPOLL_CTL_DEL, c->fd, NULL);
+#ifdef WITH_TLS
+    if (c->ssl) {
+        SSL_free(c->ssl);
+        c->ssl = NULL;
+    }
+#endif
     close(c->fd);
     c->fd = -1;
     c->alive = 0;
 }
+
+#ifdef WITH_TLS
+/* What an SSL_read/SSL_write that returned n <= 0 means: 1 = wait for
+ * EPOLLIN, 2 = wait for EPOLLOUT, 0 = the peer closed (close_notify),
+ * -1 = an error (its text in msg). */
+static int tls_status(SSL *ssl, int n, char *msg, size_t len)
+{
+    int e = SSL_get_error(ssl, n);
+    switch (e) {
+    case SSL_ERROR_WANT_READ:
+        return 1;
+    case SSL_ERROR_WANT_WRITE:
+        return 2;
+    case SSL_ERROR_ZERO_RETURN:
+        return 0;
+    case SSL_ERROR_SYSCALL:
+        if (errno == 0 && ERR_peek_error() == 0) {
+            snprintf(msg, len, "server closed the connection (no close_notify)");
+            return -1;
+        }
+        snprintf(msg, len, "TLS: %s", errno ? strerror(errno) : "syscall error");
+        ERR_clear_error();
+        return -1;
+    default:
+        ERR_error_string_n(ERR_get_error(), msg, len);
+        ERR_clear_error();
+        return -1;
+    }
+}
+
+/* Fail a TLS connection with the message tls_status wrote. */
+static void fail_tls(struct worker *w, struct conn *c, const char *msg)
+{
+    fail_conn(w, c, msg, 0);
+}
+#endif
 
 static void set_out(struct worker *w, struct conn *c, int on)
 {
@@ -165,6 +228,30 @@ static void set_out(struct worker *w, struct conn *c, int on)
 /* Send as much of the current message as the socket takes. */
 static int pump_send(struct worker *w, struct conn *c)
 {
+#ifdef WITH_TLS
+    if (c->ssl) {
+        while (c->sent < msg_size) {
+            size_t want = msg_size - c->sent;
+            int n = SSL_write(c->ssl, pattern + c->sent, want > INT32_MAX ? INT32_MAX : (int)want);
+            if (n > 0) {
+                c->sent += (size_t)n;
+                continue;
+            }
+            char msg[160];
+            int st = tls_status(c->ssl, n, msg, sizeof msg);
+            if (st == 1 || st == 2) {   /* retried on the next event */
+                set_out(w, c, st == 2);
+                return 0;
+            }
+            if (st == 0)
+                snprintf(msg, sizeof msg, "server closed the connection");
+            fail_tls(w, c, msg);
+            return -1;
+        }
+        set_out(w, c, 0);
+        return 0;
+    }
+#endif
     while (c->sent < msg_size) {
         ssize_t n = send(c->fd, pattern + c->sent, msg_size - c->sent, MSG_NOSIGNAL);
         if (n > 0) {
@@ -199,7 +286,28 @@ static int pump_recv(struct worker *w, struct conn *c, unsigned char *buf)
             return 0;   /* nothing is owed until the next message is sent */
         if (owed > RECV_CHUNK)
             owed = RECV_CHUNK;
-        ssize_t n = recv(c->fd, buf, owed, 0);
+        ssize_t n;
+#ifdef WITH_TLS
+        if (c->ssl) {
+            int r = SSL_read(c->ssl, buf, (int)owed);
+            if (r <= 0) {
+                char msg[160];
+                int st = tls_status(c->ssl, r, msg, sizeof msg);
+                if (st == 1)
+                    return 0;
+                if (st == 2) {   /* a read that must write first: EPOLLOUT */
+                    set_out(w, c, 1);
+                    return 0;
+                }
+                if (st == 0)
+                    snprintf(msg, sizeof msg, "server closed the connection");
+                fail_tls(w, c, msg);
+                return -1;
+            }
+            n = r;
+        } else
+#endif
+        n = recv(c->fd, buf, owed, 0);
         if (n < 0) {
             if (errno == EINTR)
                 continue;
@@ -291,11 +399,19 @@ static void *worker_main(void *arg)
             struct conn *c = evs[i].data.ptr;
             if (!c->alive)
                 continue;
-            if ((evs[i].events & EPOLLOUT) && pump_send(w, c) < 0) {
+            /* TLS: a message not yet all sent is retried on any event (an
+             * SSL_write can wait for a read), and a read on any event (an
+             * SSL_read can wait for a write) */
+            int tls = 0;
+#ifdef WITH_TLS
+            tls = c->ssl != NULL;
+#endif
+            if (((evs[i].events & EPOLLOUT) || (tls && c->sent < msg_size))
+                    && pump_send(w, c) < 0) {
                 remaining--;
                 continue;
             }
-            if (evs[i].events & (EPOLLIN | EPOLLERR | EPOLLHUP)) {
+            if ((evs[i].events & (EPOLLIN | EPOLLERR | EPOLLHUP)) || tls) {
                 int r = pump_recv(w, c, buf);
                 if (r != 0)
                     remaining--;
@@ -391,6 +507,56 @@ static int resolve_and_connect(const char *host, const char *port,
     return fd;
 }
 
+#ifdef WITH_TLS
+/* The TLS handshake on a connected non-blocking socket, waiting with poll
+ * for what SSL_connect wants; returns the SSL, or NULL (message printed). */
+static SSL *tls_handshake(int fd, int timeout_ms)
+{
+    SSL *ssl = SSL_new(tls_ctx);
+    if (!ssl || !SSL_set_fd(ssl, fd)) {
+        fprintf(stderr, "load_client: SSL_new/SSL_set_fd failed\n");
+        SSL_free(ssl);
+        return NULL;
+    }
+    SSL_set_connect_state(ssl);
+    uint64_t deadline = now_ns() + (uint64_t)timeout_ms * 1000000u;
+    for (;;) {
+        int r = SSL_do_handshake(ssl);
+        if (r == 1)
+            return ssl;
+        char msg[160];
+        int st = tls_status(ssl, r, msg, sizeof msg);
+        if (st == 0)
+            snprintf(msg, sizeof msg, "server closed the connection during the handshake");
+        uint64_t t = now_ns();
+        if (st <= 0 || t >= deadline) {
+            fprintf(stderr, "load_client: TLS handshake: %s\n",
+                    st <= 0 ? msg : "timed out");
+            SSL_free(ssl);
+            return NULL;
+        }
+        struct pollfd p = { .fd = fd, .events = st == 1 ? POLLIN : POLLOUT };
+        poll(&p, 1, (int)((deadline - t + 999999) / 1000000));
+    }
+}
+
+/* The client context: TLS 1.2 or newer, no certificate verification (the
+ * server's certificate is the benchmark's own throw-away one). */
+static int tls_init(void)
+{
+    tls_ctx = SSL_CTX_new(TLS_client_method());
+    if (!tls_ctx) {
+        fprintf(stderr, "load_client: SSL_CTX_new failed\n");
+        return -1;
+    }
+    SSL_CTX_set_min_proto_version(tls_ctx, TLS1_2_VERSION);
+    SSL_CTX_set_verify(tls_ctx, SSL_VERIFY_NONE, NULL);
+    SSL_CTX_set_mode(tls_ctx, SSL_MODE_ENABLE_PARTIAL_WRITE
+                              | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+    return 0;
+}
+#endif
+
 static void on_signal(int sig)
 {
     (void)sig;
@@ -416,6 +582,10 @@ static void usage(FILE *f)
 "                   the measured window starts and ends (for CPU sampling)\n"
 "  --hold           connect, one round trip each, print {\"held\": N}, keep the\n"
 "                   connections idle until stdin EOF or SIGTERM\n"
+#ifdef WITH_TLS
+"  --tls            speak TLS (handshake right after connecting; the server's\n"
+"                   certificate is not verified)\n"
+#endif
 "Prints one JSON line; exit 0 ok, 1 connect/setup failure, 2 usage, 3 errors.\n");
 }
 
@@ -447,6 +617,7 @@ int main(int argc, char **argv)
         {"hold", no_argument, NULL, 'h'},
         {"marks", no_argument, NULL, 'm'},
         {"ready-timeout", required_argument, NULL, 'R'},
+        {"tls", no_argument, NULL, 'T'},
         {"help", no_argument, NULL, 'x'},
         {NULL, 0, NULL, 0},
     };
@@ -470,6 +641,15 @@ int main(int argc, char **argv)
         case 'C': connect_timeout = strtod(optarg, &end); if (*end || connect_timeout <= 0) goto bad; break;
         case 'h': hold = 1; break;
         case 'm': marks = 1; break;
+        case 'T':
+#ifdef WITH_TLS
+            use_tls = 1;
+            break;
+#else
+            fprintf(stderr, "load_client: built without TLS (rebuild with -DWITH_TLS "
+                            "-lssl -lcrypto; needs OpenSSL's headers, libssl-dev)\n");
+            return 2;
+#endif
         case 'R': ready_timeout = strtod(optarg, &end); if (*end || ready_timeout <= 0) goto bad; break;
         case 'x':
             usage(stdout);
@@ -500,6 +680,10 @@ int main(int argc, char **argv)
         pat[i] = (unsigned char)(i % PATTERN_PERIOD);
     pattern = pat;
 
+#ifdef WITH_TLS
+    if (use_tls && tls_init() < 0)
+        return 1;
+#endif
     for (long i = 0; i < nconns; i++) {
         int fd = resolve_and_connect(host, port, unix_path, (int)(connect_timeout * 1000));
         if (fd < 0) {
@@ -508,6 +692,15 @@ int main(int argc, char **argv)
         }
         conns[i].fd = fd;
         conns[i].alive = 1;
+#ifdef WITH_TLS
+        if (use_tls) {
+            conns[i].ssl = tls_handshake(fd, (int)(connect_timeout * 1000));
+            if (!conns[i].ssl) {
+                fprintf(stderr, "load_client: connection %ld of %ld failed\n", i + 1, nconns);
+                return 1;
+            }
+        }
+#endif
     }
 
     /* connections i, i+T, i+2T, ... go to thread i: reorder so each worker
@@ -652,9 +845,14 @@ int main(int argc, char **argv)
         fflush(stdout);
     }
     for (long t = 0; t < nthreads; t++) {
-        for (int i = 0; i < ws[t].nconns; i++)
+        for (int i = 0; i < ws[t].nconns; i++) {
+#ifdef WITH_TLS
+            if (ws[t].conns[i].ssl)
+                SSL_free(ws[t].conns[i].ssl);
+#endif
             if (ws[t].conns[i].fd >= 0)
                 close(ws[t].conns[i].fd);
+        }
         close(ws[t].epfd);
     }
     return errors ? 3 : 0;
