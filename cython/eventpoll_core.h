@@ -154,6 +154,10 @@ int wfc_ep_phase(wfc_ep *ep);
  * error with wfc_ep_io_take_writes(). */
 #define WFC_EV_IO_WRITE 0x10000u
 
+/* Every event bit that is the eventpoll's own notification rather than
+ * the kernel's readiness (for a dispatcher that routes them generically). */
+#define WFC_EV_NOTIFY_BITS WFC_EV_IO_WRITE
+
 /* Turn it on for fd, registered level-triggered: -ENOENT, -EINVAL. */
 int wfc_ep_io_enable(wfc_ep *ep, int fd);
 

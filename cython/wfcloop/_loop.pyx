@@ -44,7 +44,7 @@ from libc.stdint cimport uint32_t
 from libc.stdlib cimport malloc, realloc, free
 from libc.string cimport memcpy, strerror
 
-from wfcloop._eventpoll cimport EventPoll, wfc_event, WFC_EV_IO_WRITE
+from wfcloop._eventpoll cimport EventPoll, wfc_event, WFC_EV_NOTIFY_BITS
 from wfcloop._timer_heap cimport heap_pop, heap_push
 
 from cpython.object cimport PyObject, PyTypeObject
