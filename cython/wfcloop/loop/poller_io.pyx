@@ -35,7 +35,7 @@ cdef object poller_io_for(transport, int fd):
     io.poll = <EventPoll>poll
     io.fd = fd
     io.transport = transport
-    io.notify = new_handle(io._notified, (), loop, None)
+    io.notify = new_handle(io._wfc_notified, (), loop, None)
     if not io.on_add_reader(fd):
         return None
     return io
@@ -62,7 +62,7 @@ cdef class PollerIO:
         self.poll.set_notify(fd, self.notify)
         return 1
 
-    def _notified(self):
+    def _wfc_notified(self):
         """The EventPoll's notification: a poller's send for fd stopped
         short or failed."""
         if self.enabled or self.queued:
@@ -154,7 +154,7 @@ cdef class PollerIO:
     cdef on_resume(self):
         """Reading resumed: the reads held are delivered soon, in order."""
         if self.held:
-            self.transport._loop.call_soon(self._deliver_held)
+            self.transport._loop.call_soon(self._wfc_deliver_held)
 
     cdef hold(self, r, bint first):
         """Keep read r (at the front: first) for after resume_reading."""
@@ -167,7 +167,7 @@ cdef class PollerIO:
         else:
             self.held.append(r)
 
-    def _deliver_held(self):
+    def _wfc_deliver_held(self):
         self.deliver_held()
 
     cdef deliver_held(self):
