@@ -65,6 +65,7 @@ cdef extern from "eventpoll_core.h" nogil:
     int wfc_ep_io_writes(const wfc_ep *ep)
     int wfc_ep_io_reads_held(wfc_ep *ep)
     int wfc_ep_io_take_read(wfc_ep *ep, int fd, char **buf, ssize_t *len)
+    void wfc_ep_io_read_done(wfc_ep *ep, char *buf)
     int wfc_ep_io_write(wfc_ep *ep, int fd, const void *data, size_t len)
     ssize_t wfc_ep_io_pending(wfc_ep *ep, int fd)
     int wfc_ep_io_take_writes(wfc_ep *ep, int fd, char **buf, size_t *len, int *err)

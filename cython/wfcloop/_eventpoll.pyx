@@ -450,10 +450,12 @@ cdef class EventPoll:
         if not wfc_ep_io_take_read(ep, fd, &buf, &n):
             return None
         if n > 0:
+            # The one copy of the read: the poller's receive buffer into
+            # the bytes handed to the protocol; the buffer goes back.
             try:
                 return PyBytes_FromStringAndSize(buf, n)
             finally:
-                free(buf)
+                wfc_ep_io_read_done(ep, buf)
         if n == 0:
             return 0
         return OSError(-n, os.strerror(-n))
