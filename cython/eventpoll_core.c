@@ -147,7 +147,8 @@
  *   send and re-arm, and the loop thread runs the Python callbacks.
  *   read    A poller whose event is for reading wins IDLE -> BUSY (only
  *           while no read is held: !W_RFULL), recv()s once into its own
- *           buffer, keeps a copy in item->io->rbuf/rlen, and ends BUSY with
+ *           buffer, hands that buffer to item->io->rbuf/rlen (no copy;
+ *           it takes a free one from rx_pool), and ends BUSY with
  *           W_RFULL set (READY, appended).  The consumer's
  *           wfc_ep_io_take_read() takes it and clears W_RFULL.
  *   write   wfc_ep_io_write() appends to item->io->outq (ctl_lock's).  At the
@@ -234,6 +235,7 @@
 #define TAG_HANDBACK (UINT64_MAX - 3)  /* the hand-back eventfd */
 
 #define IO_READ_SIZE (256 * 1024)      /* a poller's recv(), as asyncio's max_size */
+#define RX_POOL_MAX 16                 /* free receive buffers kept (rx_pool) */
 
 #define POLLER_BATCH 64
 #define HARVEST_BATCH 64
@@ -285,7 +287,7 @@ struct wfc_item {
  * ctl_lock's (the consumer queues output there while a poller sends
  * `flight`). */
 struct item_io {
-    char *rbuf;                /* a read's bytes (malloc), when W_RFULL */
+    char *rbuf;                /* a read's bytes (a receive buffer), when W_RFULL */
     ssize_t rlen;              /* ... its length, 0 for end of file, -errno */
     struct outbox {
         char *buf;
@@ -375,6 +377,10 @@ struct wfc_ep {
      * learned of a read through the word (acquire) sees it counted, so it
      * may skip wfc_ep_io_take_read's lock when this reads 0. */
     _Atomic int64_t reads_held;
+    /* Free receive buffers of poller-side reads (see rx_get), and about how
+     * many (relaxed: a bound, not a synchronisation). */
+    _Atomic(char *) rx_pool;
+    _Atomic int rx_pooled;
     /* Set once an item gets W_IO: in phase POLLERS the consumer then leaves
      * the kernel to the pollers (settle, wfc_ep_wait).  Relaxed: a hint. */
     _Atomic int io_mode;

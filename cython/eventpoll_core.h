@@ -154,6 +154,10 @@ int wfc_ep_phase(wfc_ep *ep);
  * error with wfc_ep_io_take_writes(). */
 #define WFC_EV_IO_WRITE 0x10000u
 
+/* Every event bit that is the eventpoll's own notification rather than
+ * the kernel's readiness (for a dispatcher that routes them generically). */
+#define WFC_EV_NOTIFY_BITS WFC_EV_IO_WRITE
+
 /* Turn it on for fd, registered level-triggered: -ENOENT, -EINVAL. */
 int wfc_ep_io_enable(wfc_ep *ep, int fd);
 
@@ -170,10 +174,14 @@ int wfc_ep_io_writes(const wfc_ep *ep);
  * wfc_ep_io_take_read() (whose lock it would otherwise pay per read). */
 int wfc_ep_io_reads_held(wfc_ep *ep);
 
-/* Take the read a poller made for fd, if any: returns 1 with *buf (malloc,
- * the caller frees; NULL unless *len > 0) and *len (bytes, 0 for end of
- * file, -errno), 0 if none. */
+/* Take the read a poller made for fd, if any: returns 1 with *buf (the
+ * poller's receive buffer itself; NULL unless *len > 0) and *len (bytes, 0
+ * for end of file, -errno), 0 if none.  Copy the bytes out once, then give
+ * the buffer back with wfc_ep_io_read_done(). */
 int wfc_ep_io_take_read(wfc_ep *ep, int fd, char **buf, ssize_t *len);
+
+/* The consumer is done with a buffer from wfc_ep_io_take_read (NULL: no-op). */
+void wfc_ep_io_read_done(wfc_ep *ep, char *buf);
 
 /* Queue len bytes for fd; a poller sends them after the next wait starts.
  * Returns the bytes now queued and not handed to a poller (capped at

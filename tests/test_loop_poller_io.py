@@ -436,3 +436,65 @@ def test_abort_closes_at_once_and_loop_stays_usable(loop):
     # asyncio's write sends at once where the socket has room, and abort()
     # drops only what it had to buffer: so the bytes arrive here too.
     assert loop.run_until_complete(main()) == b"maybe"
+
+
+# The PollerIO strategy's boundaries (loop/poller_io.pyx).
+
+def test_stopping_the_strategy_mid_write_keeps_every_byte_in_order(loop):
+    """Writes queued for the pollers, then pause_reading() (which stops the
+    transport's poller-side I/O and settles its queue into asyncio's
+    buffer), then more writes, then resume: the peer gets every byte once,
+    in write() order, and the strategy does poller I/O again after."""
+    async def main():
+        transport, _, peer = await accepted_pair(loop, asyncio.Protocol)
+        sent = []
+        for i in range(300):
+            chunk = payload(i, 2000)
+            transport.write(chunk)
+            sent.append(chunk)
+            if i % 50 == 10:
+                transport.pause_reading()      # the strategy stops mid-write
+            elif i % 50 == 30:
+                transport.resume_reading()     # and starts again
+            if i % 25 == 0:
+                await asyncio.sleep(0)
+        want = b"".join(sent)
+        got = await recv_exactly(loop, peer, len(want))
+        reads_before = loop._selector.stats()["io_reads"]
+        await loop.sock_sendall(peer, b"after")
+        await eventually(lambda: loop._selector.stats()["io_reads"] > reads_before)
+        transport.close()
+        peer.close()
+        return got, want, loop._selector.stats()["io_reads"] > reads_before
+
+    got, want, read_again = loop.run_until_complete(main())
+    assert got == want
+    assert read_again, "no poller read after the strategy was started again"
+
+
+def test_four_mib_echo_is_byte_exact_with_poller_io_pinned(loop):
+    """4 MiB through an echo server whose pollers do the I/O: the client
+    writes it all while reading, and gets it back byte for byte."""
+    data = bytes(range(256)) * (4 * 1024 * 1024 // 256)
+
+    async def main():
+        server = await loop.create_server(Echo, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+
+        async def send():
+            for i in range(0, len(data), 65536):
+                writer.write(data[i:i + 65536])
+                await writer.drain()
+
+        sender = asyncio.ensure_future(send())
+        got = await asyncio.wait_for(reader.readexactly(len(data)), 30)
+        await sender
+        writer.close()
+        await writer.wait_closed()
+        await close_server(server)
+        return got
+
+    assert loop.run_until_complete(main()) == data
+    stats = loop._selector.stats()
+    assert stats["io_reads"] > 0 and stats["io_flushes"] > 0

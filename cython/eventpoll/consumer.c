@@ -150,7 +150,7 @@ static void rearm_delivered(wfc_ep *ep, bool may_defer)
             } else {
                 /* Inline: output queued before the switch goes out now. */
                 flush_item(ep, item);
-                finish_busy(ep, item, false, NULL, &ep->inline_stats);
+                finish_busy(ep, item, false, true, NULL, &ep->inline_stats);
             }
             continue;
         }

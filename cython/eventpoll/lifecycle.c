@@ -208,6 +208,13 @@ void wfc_ep_destroy(wfc_ep *ep, int in_forked_child)
         }
         free(chunk);
     }
+    /* Relaxed: no thread is left. */
+    for (char *b = atomic_load_explicit(&ep->rx_pool, memory_order_relaxed); b != NULL;) {
+        char *next;
+        memcpy(&next, b, sizeof(next));
+        free(b);
+        b = next;
+    }
     free(ep->pollers);
     free(ep->free_stack);
     free(ep->fd_map);

@@ -10,28 +10,80 @@
 /* ------------------------------------------------------ poller-side I/O */
 
 /*
- * The BUSY owner reads for the item: one recv() into `rx`, kept in a
- * malloc'ed copy of its length.  Returns true when there is a result for
- * the consumer (bytes, end of file or an error), false when the socket had
- * nothing after all.
+ * Receive buffers (IO_READ_SIZE each) go round: a poller recv()s into its
+ * own, hands that very buffer to the item (rbuf) and takes another; the
+ * consumer copies the bytes once into the object it hands on and gives the
+ * buffer back (wfc_ep_io_read_done).  So a read is copied once after the
+ * kernel's copy, not twice.  The pool is a stack of free buffers (the
+ * first bytes of each hold the link): pushed by the consumer with a CAS,
+ * taken whole by a poller with one exchange (taking all at once has no
+ * ABA problem: no thread follows a link it did not take).
  */
-static bool io_receive(wfc_ep *ep, struct wfc_item *item, char *rx)
+static void rx_push_list(wfc_ep *ep, char *first, char *last, int count)
 {
-    ssize_t n = recv(item->fd, rx, IO_READ_SIZE, MSG_DONTWAIT);
+    /* Relaxed load: the CAS below re-reads it. */
+    char *head = atomic_load_explicit(&ep->rx_pool, memory_order_relaxed);
+    do {
+        memcpy(last, &head, sizeof(head));
+        /* Release: our writes of the links (and, for the consumer, its
+         * reads of the bytes, the memcpy out) happen before the poller
+         * that takes the list (acquire exchange) writes into them. */
+    } while (!atomic_compare_exchange_weak_explicit(&ep->rx_pool, &head, first,
+                                                    memory_order_release,
+                                                    memory_order_relaxed));
+    /* Relaxed: a bound on the pool's size, not a synchronisation. */
+    atomic_fetch_add_explicit(&ep->rx_pooled, count, memory_order_relaxed);
+}
+
+/* A poller: a free receive buffer (from the pool, else malloc), or NULL. */
+static char *rx_get(wfc_ep *ep)
+{
+    /* Acquire: pairs with the release CAS of rx_push_list. */
+    char *list = atomic_exchange_explicit(&ep->rx_pool, NULL, memory_order_acquire);
+    char *rest, *last;
+    int count = 1;
+
+    if (list == NULL)
+        return malloc(IO_READ_SIZE);
+    memcpy(&rest, list, sizeof(rest));
+    /* Relaxed: see rx_push_list. */
+    atomic_fetch_sub_explicit(&ep->rx_pooled, 1, memory_order_relaxed);
+    if (rest != NULL) {
+        /* Put the others back, as one list (its tail found by a walk:
+         * the pool is small, bounded by RX_POOL_MAX). */
+        last = rest;
+        for (;;) {
+            char *next;
+            memcpy(&next, last, sizeof(next));
+            if (next == NULL)
+                break;
+            last = next;
+            count++;
+        }
+        atomic_fetch_sub_explicit(&ep->rx_pooled, count, memory_order_relaxed);
+        rx_push_list(ep, rest, last, count);
+    }
+    return list;
+}
+
+/*
+ * The BUSY owner reads for the item: one recv() into its buffer *rxp,
+ * which then becomes the item's rbuf (no copy); *rxp is refilled with a
+ * free buffer, or NULL (the owner then reads for nobody until it gets
+ * one).  Returns true when there is a result for the consumer (bytes, end
+ * of file or an error), false when the socket had nothing after all.
+ */
+static bool io_receive(wfc_ep *ep, struct wfc_item *item, char **rxp)
+{
+    ssize_t n = recv(item->fd, *rxp, IO_READ_SIZE, MSG_DONTWAIT);
 
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
         return false;
     STAT_ADD(ep->io_reads, 1);
     if (n > 0) {
-        item->io->rbuf = malloc((size_t)n);
-        if (item->io->rbuf == NULL) {
-            /* The bytes are gone from the socket: the connection cannot go
-             * on, and the consumer is told why. */
-            item->io->rlen = -ENOMEM;
-            return true;
-        }
-        memcpy(item->io->rbuf, rx, (size_t)n);
+        item->io->rbuf = *rxp;
         item->io->rlen = n;
+        *rxp = rx_get(ep);
     } else {
         item->io->rbuf = NULL;
         item->io->rlen = n == 0 ? 0 : -errno;
@@ -42,24 +94,30 @@ static bool io_receive(wfc_ep *ep, struct wfc_item *item, char *rx)
 /*
  * The BUSY owner ends BUSY (a poller after its read or its hand-back, or a
  * thread helping a hand-back along).  `received`: the owner read for the
- * item.  `rx`: a receive buffer, to read with if an event for reading came
+ * item.  `rx`: the owner's receive buffer (see io_receive), to read with if an event for reading came
  * while the item was BUSY (NULL: leave that read to the consumer).  The item
+ * `flushed`: the owner sent the item's flight (flush_item).  The item
  * goes READY and is appended when the consumer has something to see (events,
  * a read, W_MORE, W_WROTE), else IDLE.  Returns true when the append found
  * the ready list empty (the caller wakes the consumer once per batch).
  */
-static bool finish_busy(wfc_ep *ep, struct wfc_item *item, bool received, char *rx,
-                        struct harvest_stats *st)
+static bool finish_busy(wfc_ep *ep, struct wfc_item *item, bool received, bool flushed,
+                        char **rx, struct harvest_stats *st)
 {
     /* Acquire: bits and flags others OR-ed in while we held the item. */
     uint64_t w = atomic_load_explicit(&item->word, memory_order_acquire);
     uint64_t flags = received ? W_RFULL : 0;
     bool report;
 
-    if (!received && rx != NULL && (w & W_IO) && !(w & W_RFULL)
+    if (!received && rx != NULL && *rx != NULL && (w & W_IO) && !(w & W_RFULL)
             && (w_events(w) & IO_READ_EVENTS) && io_receive(ep, item, rx))
         flags |= W_RFULL;
-    if (item->io->flight.sent < item->io->flight.len || item->io->flight.err != 0)
+    /* Only an owner that flushed looks at `flight`: a poller that went
+     * BUSY to read may do so while the consumer, under ctl_lock with the
+     * item IDLE, empties it (wfc_ep_io_take_writes): nothing orders the
+     * two, and the flusher already reported its residue. */
+    if (flushed && (item->io->flight.sent < item->io->flight.len
+                    || item->io->flight.err != 0))
         flags |= W_WROTE;
     if (flags & W_RFULL) {
         /* Relaxed: the release CAS below orders it before W_RFULL. */
@@ -129,7 +187,7 @@ static void flush_item(wfc_ep *ep, struct wfc_item *item)
 /* Any thread owning the items of `list` (BUSY, handed back): flush and
  * end each, then wake the consumer once if an append found the list
  * empty. */
-static void run_handback(wfc_ep *ep, struct wfc_item *list, char *rx, struct harvest_stats *st)
+static void run_handback(wfc_ep *ep, struct wfc_item *list, char **rx, struct harvest_stats *st)
 {
     bool found_empty = false;
 
@@ -139,7 +197,7 @@ static void run_handback(wfc_ep *ep, struct wfc_item *list, char *rx, struct har
          * back again and rewrite hb_next. */
         list = item->io->hb_next;
         flush_item(ep, item);
-        if (finish_busy(ep, item, false, rx, st))
+        if (finish_busy(ep, item, false, true, rx, st))
             found_empty = true;
     }
     if (found_empty)
@@ -182,7 +240,7 @@ static void push_handback(wfc_ep *ep, struct wfc_item *first, struct wfc_item *l
  * take then wakes a poller), then do the work.
  * A push between the read and the take is in our list; one after the take
  * left the eventfd readable, so the re-arm reports it at once. */
-static void poller_handback_as(wfc_ep *ep, char *rx, struct harvest_stats *st)
+static void poller_handback_as(wfc_ep *ep, char **rx, struct harvest_stats *st)
 {
     uint64_t count;
     struct epoll_event ev = {EPOLLIN | EPOLLONESHOT, {.u64 = TAG_HANDBACK}};
@@ -397,6 +455,17 @@ int wfc_ep_io_take_read(wfc_ep *ep, int fd, char **buf, ssize_t *len)
     }
     pthread_mutex_unlock(&ep->ctl_lock);
     return taken;
+}
+
+void wfc_ep_io_read_done(wfc_ep *ep, char *buf)
+{
+    if (buf == NULL)
+        return;
+    /* Relaxed: only a bound (RX_POOL_MAX); one buffer more or less is fine. */
+    if (atomic_load_explicit(&ep->rx_pooled, memory_order_relaxed) >= RX_POOL_MAX)
+        free(buf);
+    else
+        rx_push_list(ep, buf, buf, 1);
 }
 
 int wfc_ep_io_write(wfc_ep *ep, int fd, const void *data, size_t len)

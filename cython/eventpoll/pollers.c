@@ -15,7 +15,7 @@ static void *poller_main(void *arg)
 
     /* Without its receive buffer a poller reads for nobody: items with
      * W_IO are then delivered without a read, and the consumer reads. */
-    p->rx = malloc(IO_READ_SIZE);
+    p->rx = rx_get(ep);
 
     for (;;) {
         int n;
@@ -35,6 +35,9 @@ static void *poller_main(void *arg)
             break;
         n = epoll_wait(ep->kfd, evs, POLLER_BATCH, -1);
         bool stop = false, found_empty = false, handback = false;
+
+        if (p->rx == NULL)
+            p->rx = rx_get(ep);   /* its last one went to an item */
 
         if (n < 0) {
             if (errno == EINTR)
@@ -64,8 +67,8 @@ static void *poller_main(void *arg)
                 continue;
             if (receive) {
                 /* IDLE -> BUSY: the item is ours until finish_busy. */
-                bool got = io_receive(ep, item, p->rx);
-                if (finish_busy(ep, item, got, p->rx, &p->stats)) {
+                bool got = io_receive(ep, item, &p->rx);
+                if (finish_busy(ep, item, got, false, &p->rx, &p->stats)) {
                     found_empty = true;
                     STAT_ADD(p->stats.found_empty, 1);
                 }
@@ -83,7 +86,7 @@ static void *poller_main(void *arg)
         /* Sends and re-arms: outside in_flight, which a settling consumer
          * waits out (they append only what a new event brings). */
         if (handback)
-            poller_handback_as(ep, p->rx, &p->stats);
+            poller_handback_as(ep, &p->rx, &p->stats);
         if (stop || atomic_load_explicit(&ep->closing, memory_order_acquire))
             break;
     }

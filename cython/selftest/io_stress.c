@@ -177,7 +177,7 @@ static void io_echo(struct io_stress *s, int fd, char *buf, ssize_t len)
 {
     if (len > 0 && wfc_ep_io_write(s->ep, fd, buf, (size_t)len) < 0)
         io_send_all(fd, buf, (size_t)len);
-    free(buf);
+    wfc_ep_io_read_done(s->ep, buf);
 }
 
 /* Consumer: echo what was kept for later (before anything newer). */
@@ -214,7 +214,7 @@ static void io_pause(struct io_stress *s, struct io_conn *c)
         io_settle(s, c->near);
         if (len > 0)
             io_send_all(c->near, buf, (size_t)len);
-        free(buf);
+        wfc_ep_io_read_done(s->ep, buf);   /* back to the receive-buffer pool */
     }
     io_settle(s, c->near);
     wfc_ep_del(s->ep, c->near);
@@ -356,7 +356,7 @@ int io_stress_run(int nconns, int npollers, uint32_t values, int nvictims, doubl
                     for (ssize_t k = 0; k < len; k++)
                         if ((unsigned char)buf[k] != v->tag)
                             res->foreign++;
-                    free(buf);
+                    wfc_ep_io_read_done(s->ep, buf);
                 }
                 continue;
             }

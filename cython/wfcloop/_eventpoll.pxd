@@ -59,11 +59,13 @@ cdef extern from "eventpoll_core.h" nogil:
 
     enum:
         WFC_EV_IO_WRITE
+        WFC_EV_NOTIFY_BITS
     int wfc_ep_io_enable(wfc_ep *ep, int fd)
     int wfc_ep_io_disable(wfc_ep *ep, int fd)
     int wfc_ep_io_writes(const wfc_ep *ep)
     int wfc_ep_io_reads_held(wfc_ep *ep)
     int wfc_ep_io_take_read(wfc_ep *ep, int fd, char **buf, ssize_t *len)
+    void wfc_ep_io_read_done(wfc_ep *ep, char *buf)
     int wfc_ep_io_write(wfc_ep *ep, int fd, const void *data, size_t len)
     ssize_t wfc_ep_io_pending(wfc_ep *ep, int fd)
     int wfc_ep_io_take_writes(wfc_ep *ep, int fd, char **buf, size_t *len, int *err)
@@ -86,11 +88,16 @@ cdef class _Core:
 cdef class EventPoll:
     cdef readonly _Core core
     cdef bint _closed
+    # fd -> the handle its user asked to run for the EventPoll's own
+    # notification (WFC_EV_IO_WRITE) on fd; see set_notify.
+    cdef dict _notify
 
     cdef _Core _open_core(self)
     cdef _ctl(self, int op, int fd, uint32_t mask, uint64_t data=*)
     cdef _poll(self, timeout, int maxevents, bint with_data)
     cdef int wait_into(self, wfc_event *buf, int maxevents, int timeout_ms) except -2
+    cdef set_notify(self, int fd, object handle)
+    cdef object notify_handle(self, int fd)
     # Poller-side I/O for the loop's socket transports (the loop thread,
     # GIL held; see eventpoll_core.h).
     cdef int io_enable(self, int fd) noexcept

@@ -189,6 +189,7 @@ cdef class EventPoll:
                   str _ready_list="wfcqueue", int _adopt_fd=-1, _Core _share=None):
         cdef int npollers
         self._closed = False
+        self._notify = {}
         if _share is not None:
             self.core = _share
             return
@@ -309,6 +310,9 @@ cdef class EventPoll:
             else:
                 rc = wfc_ep_del(ep, fd)
             wfc_ep_leave(ep)
+        if op == 3 and self._notify:
+            # The registration is gone, and so are its notifications.
+            self._notify.pop(fd, None)
         if rc < 0:
             _raise_errno(rc)
 
@@ -387,6 +391,25 @@ cdef class EventPoll:
             _raise_errno(n)
         return n
 
+    # ---- notifications: events of the EventPoll's own, not the kernel's ----
+    # An event's bits outside the kernel's (WFC_EV_IO_WRITE: a poller's send
+    # for fd stopped short or failed) are news for whoever asked for them,
+    # not for fd's reader or writer.  That user registers a handle for fd
+    # here; the event loop's dispatcher runs it (run_once.pyx) without
+    # knowing what the notification is about.  Unregistering fd drops it.
+
+    cdef set_notify(self, int fd, object handle):
+        """Run handle (an asyncio Handle) for fd's notifications; None:
+        no longer."""
+        if handle is None:
+            self._notify.pop(fd, None)
+        else:
+            self._notify[fd] = handle
+
+    cdef object notify_handle(self, int fd):
+        """The handle registered for fd's notifications, or None."""
+        return self._notify.get(fd)
+
     # ---- poller-side I/O (the loop's socket transports; loop thread) ----
     # Called with the GIL held and never released: close() cannot free the
     # core in the middle (it clears core.ep under the GIL first), so no
@@ -425,10 +448,12 @@ cdef class EventPoll:
         if not wfc_ep_io_take_read(ep, fd, &buf, &n):
             return None
         if n > 0:
+            # The one copy of the read: the poller's receive buffer into
+            # the bytes handed to the protocol; the buffer goes back.
             try:
                 return PyBytes_FromStringAndSize(buf, n)
             finally:
-                free(buf)
+                wfc_ep_io_read_done(ep, buf)
         if n == 0:
             return 0
         return OSError(-n, os.strerror(-n))

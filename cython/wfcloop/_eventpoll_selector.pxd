@@ -5,7 +5,7 @@ from cpython.object cimport PyObject
 from libc.stdint cimport uint32_t
 from libc.stdlib cimport realloc
 
-from wfcloop._eventpoll cimport EventPoll, wfc_event, WFC_EV_IO_WRITE
+from wfcloop._eventpoll cimport EventPoll, wfc_event, WFC_EV_NOTIFY_BITS
 
 
 cdef enum:
@@ -68,10 +68,10 @@ cdef inline PyObject *ready_key(EventPollSelector selector, int fd, uint32_t eve
     epoll mapping: anything but EPOLLOUT reads, anything but EPOLLIN writes
     (errors and hang-ups wake both sides).  NULL when fd is not registered,
     or when events hold nothing but the poller-side I/O report
-    (WFC_EV_IO_WRITE, which the loop's dispatch handles on its own)."""
+    (WFC_EV_NOTIFY_BITS, which the loop's dispatch handles on its own)."""
     cdef fd_slot *slot
     cdef int ready = 0
-    events &= ~(<uint32_t>WFC_EV_IO_WRITE)
+    events &= ~(<uint32_t>WFC_EV_NOTIFY_BITS)
     if events == 0 or fd < 0 or fd >= selector.nslots:
         return NULL
     slot = &selector.slots[fd]

@@ -45,7 +45,7 @@ from libc.stdint cimport uint32_t
 from libc.stdlib cimport malloc, realloc, free
 from libc.string cimport memcpy, strerror
 
-from wfcloop._eventpoll cimport EventPoll, wfc_event, WFC_EV_IO_WRITE
+from wfcloop._eventpoll cimport EventPoll, wfc_event, WFC_EV_NOTIFY_BITS
 from wfcloop._eventpoll_selector cimport (
     EventPollSelector, event_batch, batch_reserve, ready_key, fileobj_to_fd,
     SELECTOR_READ, SELECTOR_WRITE)

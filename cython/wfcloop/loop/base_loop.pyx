@@ -30,12 +30,11 @@ class BaseLoop(asyncio.SelectorEventLoop):
         # Equal address objects of this loop's transports, shared (see
         # share_addresses).
         self._wfc_addresses = {}
-        # Poller-side I/O: the EventPoll that does the socket transports'
-        # I/O off the loop thread while its pollers read the kernel, and
-        # the transports it does it for, by fd (for a short send's report).
-        self._wfc_io = (eventpoll_selector.eventpoll if eventpoll_selector.poller_io
-                        else None)
-        self._wfc_io_transports = WeakValueDictionary()
+        # Poller-side I/O: the EventPoll that may do the socket transports'
+        # I/O off the loop thread while its pollers read the kernel (each
+        # transport's PollerIO strategy, loop/poller_io.pyx), or None.
+        self._wfc_poller_io = (eventpoll_selector.eventpoll if eventpoll_selector.poller_io
+                               else None)
         super().__init__(selector)
         self._wfc_dispatch = _Dispatch(self, selector)
         # asyncio's fd -> transport map, without a weak reference per

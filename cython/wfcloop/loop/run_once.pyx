@@ -41,13 +41,15 @@ cdef class _Dispatch:
         ready = self.ready
         for i in range(n):
             ev = self.batch.events[i].events
-            if ev & WFC_EV_IO_WRITE:
-                # A poller's send stopped short or failed: the transport
-                # takes the rest back (asyncio's buffer, or its error).
-                transport = self.loop._wfc_io_transports.get(self.batch.events[i].fd)
-                if transport is not None:
-                    ready.append(new_handle(_io_settle_writes, (transport,), self.loop, None))
-                ev &= ~WFC_EV_IO_WRITE
+            if ev & WFC_EV_NOTIFY_BITS:
+                # The EventPoll's own notification for fd, not the kernel's
+                # readiness: the handle its user registered for fd runs
+                # (EventPoll.set_notify); the dispatcher does not know what
+                # it is about.
+                handle = selector.eventpoll.notify_handle(self.batch.events[i].fd)
+                if handle is not None:
+                    ready.append(handle)
+                ev &= ~WFC_EV_NOTIFY_BITS
                 if ev == 0:
                     continue
             found = ready_key(selector, self.batch.events[i].fd, ev, &mask)

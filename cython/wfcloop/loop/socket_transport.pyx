@@ -80,80 +80,71 @@ class SocketTransport(SelectorSocketTransport):
     # The loop's TransportMap finds a reading transport through its reader,
     # and needs to know when that starts or stops (see TransportMap).
 
-    # Poller-side I/O (the loop's ``poller_io``): while the pollers read
-    # the kernel, a poller receives this transport's data and sends what
-    # write() queued, so the loop thread runs only the protocol.  Whatever
-    # asyncio's own code is about to look at (pause, EOF, close, abort,
-    # write_eof, sendfile, writelines, a short or failed send) first takes
-    # the transport back to asyncio's state: queued output goes through
-    # asyncio's write, a read already made is delivered in order.
-    _wfc_io = None       # the loop's EventPoll while pollers may do our I/O
-    _wfc_queued = False  # output may be queued with the pollers
-    _wfc_held = None     # reads taken from the pollers while paused (list)
+    # Poller-side I/O (loop/poller_io.pyx): while the loop's pollers read
+    # the kernel, a PollerIO strategy does this transport's socket I/O;
+    # the transport calls it at the boundaries below and otherwise does
+    # asyncio's I/O.
+    _wfc_io = None       # the PollerIO strategy, or None
 
     def _add_reader(self, fd, callback, *args):
         super()._add_reader(fd, callback, *args)
         track_reading(self)
-        io_start(self, fd)
+        if self._wfc_io is None:
+            self._wfc_io = poller_io_for(self, fd)
+        else:
+            (<PollerIO>self._wfc_io).on_add_reader(fd)
 
     def pause_reading(self):
         if self._wfc_io is not None and self.is_reading():
-            io_stop(self, True, True)
+            (<PollerIO>self._wfc_io).stop(True, True)
         super().pause_reading()
         track_reading(self)
 
     def resume_reading(self):
         super().resume_reading()
-        if self._wfc_held:
-            self._loop.call_soon(self._wfc_deliver_held)
-
-    def _wfc_deliver_held(self):
-        """Deliver the reads held while reading was paused, in order."""
-        held = self._wfc_held
-        while held and not self._paused and not self._conn_lost:
-            deliver_read(self, held.pop(0))
-        if not held:
-            self._wfc_held = None
+        if self._wfc_io is not None:
+            (<PollerIO>self._wfc_io).on_resume()
 
     def _read_ready__on_eof(self):
         # eof_received() may write, and a kept-open transport stops
         # reading: both on asyncio's paths.
-        io_stop(self, True, False)
+        if self._wfc_io is not None:
+            (<PollerIO>self._wfc_io).stop(True, False)
         super()._read_ready__on_eof()
         track_reading(self)
 
     def close(self):
-        io_stop(self, True, False)
+        if self._wfc_io is not None:
+            (<PollerIO>self._wfc_io).stop(True, False)
         super().close()
 
     def _force_close(self, exc):
-        io_stop(self, False, False)
+        if self._wfc_io is not None:
+            (<PollerIO>self._wfc_io).stop(False, False)
         super()._force_close(exc)
 
     def write_eof(self):
-        if self._wfc_queued:
-            io_settle_writes(self)
+        if self._wfc_io is not None:
+            (<PollerIO>self._wfc_io).settle()
         super().write_eof()
 
     def writelines(self, list_of_data):
-        if self._wfc_queued:
-            io_settle_writes(self)
+        if self._wfc_io is not None:
+            (<PollerIO>self._wfc_io).settle()
         super().writelines(list_of_data)
 
     def get_write_buffer_size(self):
         """Bytes buffered by asyncio's write, plus those queued for the
         pollers and not sent yet."""
-        cdef EventPoll poll
         n = super().get_write_buffer_size()
-        if self._wfc_queued:
-            poll = self._loop._wfc_io
-            n += poll.io_pending(self._sock_fd)
+        if self._wfc_io is not None:
+            n += (<PollerIO>self._wfc_io).pending()
         return n
 
     if asyncio_compat.HAVE_MAKE_EMPTY_WAITER:
         def _make_empty_waiter(self):
-            if self._wfc_queued:
-                io_settle_writes(self)
+            if self._wfc_io is not None:
+                (<PollerIO>self._wfc_io).settle()
             return super()._make_empty_waiter()
 
     def set_protocol(self, protocol):
@@ -175,7 +166,7 @@ class SocketTransport(SelectorSocketTransport):
         cdef ssize_t n
         if self._conn_lost:
             return
-        if self._wfc_io is not None and io_read_taken(self):
+        if self._wfc_io is not None and (<PollerIO>self._wfc_io).take_read():
             return
         n = recv_ready(self, self._sock_fd, read_buffer, READ_BUFFER_SIZE)
         if n < 0:
@@ -194,7 +185,7 @@ class SocketTransport(SelectorSocketTransport):
         cdef Py_buffer view
         if self._conn_lost:
             return
-        if self._wfc_io is not None and io_read_taken(self):
+        if self._wfc_io is not None and (<PollerIO>self._wfc_io).take_read():
             return
         protocol = self._protocol
         if type(protocol) is TLSProtocol:
@@ -233,25 +224,9 @@ class SocketTransport(SelectorSocketTransport):
         """Queue ``data`` for the pollers (poller-side I/O), else send it
         now when nothing is buffered and it all fits in the socket;
         otherwise asyncio's write() buffers the rest."""
-        cdef EventPoll poll
-        cdef Py_ssize_t queued
-        io = self._wfc_io
-        if (io is not None and type(data) is bytes and not self._buffer
-                and not self._eof and not self._closing and not self._conn_lost
-                and self._empty_waiter is None and PyBytes_GET_SIZE(data) > 0
-                and (<EventPoll>io).io_writes()):
-            poll = <EventPoll>io
-            queued = poll.io_write(self._sock_fd, PyBytes_AS_STRING(data),
-                                   PyBytes_GET_SIZE(data))
-            if queued >= 0:
-                self._wfc_queued = True
-                if queued > self._high_water:
-                    io_settle_writes(self)   # asyncio's buffer and flow control
-                return
-        if self._wfc_queued:
-            io_settle_writes(self)
+        if self._wfc_io is not None and (<PollerIO>self._wfc_io).write(data):
+            return
         plain_write(self, data)
-
 
     if asyncio_compat.BUFFER_FACTORY_IS_BYTEARRAY:
         # asyncio (3.11) gives each transport an empty bytearray for its
