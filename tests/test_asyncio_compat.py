@@ -166,7 +166,7 @@ def test_wfcloop_objects_carry_the_declared_state():
 
 
 def test_wfcloop_tls_transport_carries_the_declared_ssl_transport_state():
-    """wfcloop's TLSTransport has what asyncio's code reads on an SSL
+    """wfcloop's SSLTransport has what asyncio's code reads on an SSL
     transport."""
     import ssl
     loop = wfcloop.new_event_loop()
@@ -176,7 +176,7 @@ def test_wfcloop_tls_transport_carries_the_declared_ssl_transport_state():
         transport = loop._make_ssl_transport(a, asyncio.Protocol(),
                                              ssl.create_default_context(), None,
                                              server_hostname="localhost")
-        assert type(transport).__name__ == "TLSTransport"
+        assert type(transport).__name__ == "SSLTransport"
         assert isinstance(transport, compat.FlowControlMixin)
         assert isinstance(transport, asyncio.Transport)
         for name in compat.SSL_TRANSPORT_STATE:

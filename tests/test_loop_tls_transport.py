@@ -4,7 +4,7 @@ asyncio.SelectorEventLoop and on wfcloop (pollers 0 and 2) over real
 loopback sockets, with certificates made at test time by trustme, and must
 give the same, expected, result.  Each scenario also reports whether the
 TLS transport in use is the loop's own (asyncio's sslproto on the stdlib
-loop, wfcloop's TLSTransport on wfcloop), so a loop that does not hook its
+loop, wfcloop's SSLTransport on wfcloop), so a loop that does not hook its
 TLS transport in fails here."""
 import asyncio
 import datetime

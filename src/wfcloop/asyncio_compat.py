@@ -175,7 +175,7 @@ SendfileMode = _resolve(
     "loop.sendfile() reads; without it sendfile() over TLS is refused")
 FlowControlMixin = _resolve(
     "FlowControlMixin", transports, "_FlowControlMixin",
-    "TLSTransport is one, as asyncio's SSL transport is: loop.sendfile()'s "
+    "SSLTransport is one, as asyncio's SSL transport is: loop.sendfile()'s "
     "fallback refuses any other transport (TypeError)")
 TransportSocket = _resolve(
     "TransportSocket", trsock, "TransportSocket",
@@ -303,7 +303,7 @@ LOOP_STATE = {
     "_ensure_fd_no_transport": ("method", "overridden (compiled lookup)"),
     "_make_socket_transport": ("method", "overridden: makes wfcloop's SocketTransport"),
     "_make_datagram_transport": ("method", "overridden: makes wfcloop's DatagramTransport"),
-    "_make_ssl_transport": ("method", "overridden: makes wfcloop's TLSTransport over its SocketTransport"),
+    "_make_ssl_transport": ("method", "overridden: makes wfcloop's SSLTransport over its SocketTransport"),
     "_stop_serving": ("method", "overridden before 3.13 (unix socket cleanup)"),
 }
 
@@ -331,7 +331,7 @@ SOCKET_TRANSPORT_STATE = {
     "_read_ready__on_eof": ("method", "EOF handling, asyncio's; wrapped"),
     "_fatal_error": ("method", "asyncio's error report and close"),
     "_force_close": ("method", "abort path; wrapped; the TLS protocol drops its underlying transport with it"),
-    "_start_tls_compatible": ("method", "what start_tls() checks on a transport (True here and on TLSTransport)"),
+    "_start_tls_compatible": ("method", "what start_tls() checks on a transport (True here and on SSLTransport)"),
     "_add_reader": ("method", "the transport's reader registration; wrapped (TransportMap)"),
     "_set_write_buffer_limits": ("method", "wrapped to share the limit ints"),
     "_make_empty_waiter": ("optional", "HAVE_MAKE_EMPTY_WAITER: wrapped to settle poller writes first"),
@@ -356,7 +356,7 @@ DATAGRAM_TRANSPORT_STATE = {
 }
 
 SSL_TRANSPORT_STATE = {
-    # sslproto._SSLProtocolTransport: what wfcloop's TLSTransport carries
+    # sslproto._SSLProtocolTransport: what wfcloop's SSLTransport carries
     # because asyncio's code (or CPython's tests) reads it on an SSL
     # transport.
     "_loop": ("field", "sendfile's fallback makes futures on the transport's loop"),

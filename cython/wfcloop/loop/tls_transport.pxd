@@ -18,7 +18,7 @@ cdef class TLSProtocolBase:
     cdef TLSBuffer buf
     cdef object app_protocol
     cdef bint app_is_buffered
-    cdef object app_transport        # the TLSTransport (None once lost)
+    cdef object app_transport        # the SSLTransport (None once lost)
     cdef bint app_transport_created
     cdef object transport            # the underlying transport
     cdef object waiter

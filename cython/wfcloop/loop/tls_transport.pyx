@@ -2,7 +2,7 @@
 # loop.pyx includes its handles).
 #
 # TLS over any stream transport: TLSProtocol (the underlying transport's
-# protocol, the state machine in cdef code) and TLSTransport (what the
+# protocol, the state machine in cdef code) and SSLTransport (what the
 # application holds), on ssl.SSLObject over two ssl.MemoryBIOs with the
 # user's SSLContext.  The contract is asyncio's sslproto: the same states
 # (UNWRAPPED -> DO_HANDSHAKE -> WRAPPED -> FLUSHING -> SHUTDOWN), timeouts,
@@ -721,18 +721,21 @@ class TLSProtocol(TLSProtocolBase, BufferedProtocol):
 
 
 cdef object new_tls_transport(loop, TLSProtocolBase protocol):
-    transport = TLSTransport.__new__(TLSTransport)
+    transport = SSLTransport.__new__(SSLTransport)
     transport._loop = loop
     transport._wfc_tls = protocol
     transport._wfc_closed = False
     return transport
 
 
-class TLSTransport(FlowControlMixin, AsyncioTransport):
+class SSLTransport(FlowControlMixin, AsyncioTransport):
     """The transport a TLS connection's application holds: asyncio's
     SSL transport contract (start_tls() of it works, sendfile() takes the
     fallback, write_eof() is refused).  A _FlowControlMixin, as asyncio's
-    is (sendfile's fallback checks), with its flow control its own."""
+    is (sendfile's fallback checks), with its flow control its own.  Named
+    SSL...Transport as asyncio's _SSLProtocolTransport and uvloop's are: code
+    (CPython's own test_events among it) tells a TLS transport by "ssl" in
+    its class name."""
 
     __slots__ = ('_wfc_tls', '_wfc_closed', '__weakref__')
 
@@ -780,7 +783,7 @@ class TLSTransport(FlowControlMixin, AsyncioTransport):
     def __del__(self):
         if not self._wfc_closed:
             self._wfc_closed = True
-            warnings.warn("unclosed transport <wfcloop TLSTransport object>",
+            warnings.warn("unclosed transport <wfcloop SSLTransport object>",
                           ResourceWarning)
 
     def is_reading(self):
