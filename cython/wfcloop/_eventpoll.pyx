@@ -259,6 +259,10 @@ cdef class EventPoll:
             return
         self._closed = True
         self.core.close()
+        # The notification handles hold their strategies, and those their
+        # transports: a closed EventPoll must not keep them (nor their
+        # sockets) alive while the loop object lives on.
+        self._notify.clear()
 
     def __enter__(self):
         self._open_core()
