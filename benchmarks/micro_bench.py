@@ -11,7 +11,9 @@ its own:
             each (test, loop) in a fresh process, loops alternating per round
   memory    bytes per idle TCP connection: examples/echo_protocol.py on the
             loop, 10,000 connections from benchmarks/tools/load_client.c --hold (one
-            round trip each, then idle); server VmRSS delta / connections
+            round trip each, then idle); server VmRSS delta / connections;
+            with --tls, bytes per idle TLS connection (handshake done, one
+            round trip, then idle; the certificate made at run time)
   accept    connections per second: 1,000 clients connecting at once to
             examples/echo_protocol.py (one round trip each), timed until
             every one has answered
@@ -29,6 +31,7 @@ for the last timer (at most 10 ms).
     .venv/bin/python benchmarks/micro_bench.py                 # all four, quick
     .venv/bin/python benchmarks/micro_bench.py calls --rounds 5
     .venv/bin/python benchmarks/micro_bench.py memory --conns 10000
+    .venv/bin/python benchmarks/micro_bench.py memory --tls
     .venv/bin/python benchmarks/micro_bench.py accept --rounds 5
     .venv/bin/python benchmarks/micro_bench.py scaling --idle 1,100,1000,10000
     .venv/bin/python benchmarks/micro_bench.py --full --json out.json
@@ -231,8 +234,11 @@ def rss_kib(pid):
 
 def hold(port, n, a):
     """Start a --hold client with n connections; returns (proc, its JSON)."""
-    p = subprocess.Popen([str(eb.CLIENT), "--host", a.host, "--port", str(port), "-c", str(n),
-                          "-s", "64", "--hold", "--connect-timeout", "20"],
+    argv = [str(eb.CLIENT), "--host", a.host, "--port", str(port), "-c", str(n),
+            "-s", "64", "--hold", "--connect-timeout", "20"]
+    if a.tls:
+        argv.append("--tls")
+    p = subprocess.Popen(argv,
                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                          text=True)
     line = p.stdout.readline()
@@ -264,7 +270,7 @@ def start_server(loop, a, log_dir, tag):
     name = loop
     if loop == "wfcloop" and a.pollers is not None:
         name = f"wfcloop-p{a.pollers}"   # the example with --pollers
-    argv = eb.server_command(name, "protocol", a)
+    argv = eb.server_command(name, "tls" if a.tls else "protocol", a)
     srv = eb.Server(argv, log_dir / f"{tag}-{loop}.stderr")
     srv.start()
     return srv
@@ -296,8 +302,13 @@ def server_rounds(part, rounds, servers, a, log, log_dir, measure):
     return results
 
 
+def reference_servers(a, loops):
+    """The loops, and the C server unless skipped (it speaks no TLS)."""
+    return loops + (["c-server"] if not (a.no_c_server or a.tls) else [])
+
+
 def part_memory(a, loops, log, log_dir):
-    servers = loops + (["c-server"] if not a.no_c_server else [])
+    servers = reference_servers(a, loops)
 
     def measure(srv):
         warm, _ = hold(srv.port, 10, a)   # first-connection allocations
@@ -332,8 +343,10 @@ def part_accept(a, loops, log, log_dir):
     """Connections per second: a --hold client opens a.accept_conns
     connections at once (fewer than the examples' backlog of 1,024, so the
     kernel drops no SYN), each making one 64-byte round trip; the time is
-    from the client's start to its report that every connection answered."""
-    servers = loops + (["c-server"] if not a.no_c_server else [])
+    from the client's start to its report that every connection answered.
+    (With --tls the client shakes hands one connection after another: the
+    rate is then bound by the handshakes' latency.)"""
+    servers = reference_servers(a, loops)
 
     def measure(srv):
         warm, _ = hold(srv.port, 10, a)
@@ -447,6 +460,9 @@ def main(argv=None):
     p.add_argument("--idle", help="idle connection counts for scaling (1,100,1000,10000)")
     p.add_argument("--duration", type=float, help="scaling: measured seconds per run")
     p.add_argument("--warmup", type=float, help="scaling: warm-up seconds per run")
+    p.add_argument("--tls", action="store_true",
+                   help="memory, accept: TLS connections (examples/echo_protocol.py "
+                        "--certfile; the client built with OpenSSL)")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--json", help="write results here (default benchmarks/out/micro_bench-TIME.json)")
     p.add_argument("--child", help=argparse.SUPPRESS)
@@ -489,6 +505,8 @@ def main(argv=None):
         eb.progress(msg)
 
     eb.build()
+    if a.tls and not eb.client_has_tls():
+        p.error("--tls: the load client was built without OpenSSL (libssl-dev)")
     nofile = eb.raise_nofile()
     need = max([a.mem_conns] + a.idle) + 200
     if nofile < need and ("memory" in parts or "scaling" in parts):
@@ -499,12 +517,15 @@ def main(argv=None):
     eb.OUT_DIR.mkdir(parents=True, exist_ok=True)
     log_dir = eb.OUT_DIR / f"micro_bench-{stamp}-logs"
     log_dir.mkdir(parents=True, exist_ok=True)
+    if a.tls:
+        a.tls_cert, a.tls_key = eb.make_certificate(log_dir / "tls")
     info = eb.machine_info()
     t0 = time.monotonic()
     out = {"benchmark": "micro_bench", "date": datetime.datetime.now().isoformat(timespec="seconds"),
            "machine": info, "notes": notes, "params": {
                "rounds": a.rounds, "n": a.n, "mem_conns": a.mem_conns, "idle": a.idle,
-               "duration": a.duration, "warmup": a.warmup, "loops": loops, "pollers": a.pollers}}
+               "duration": a.duration, "warmup": a.warmup, "loops": loops, "pollers": a.pollers,
+               "tls": a.tls}}
     texts = [f"micro benchmarks, {info['cpu_count']} CPUs ({info['usable_cpus']} usable), "
              f"{info['cpu_model']}; Python {info['python']}; wfcloop {info['wfcloop']} "
              f"(git {info['git']}), uvloop {info['uvloop']}; wfcloop pollers: "
@@ -519,7 +540,7 @@ def main(argv=None):
         res, head, rows = part_memory(a, loops, log, log_dir)
         out["memory"] = res
         texts.append(f"memory: examples/echo_protocol.py, VmRSS after {a.mem_conns} idle "
-                     f"connections (one 64-byte round trip each) minus before, "
+                     f"{'TLS ' if a.tls else ''}connections (one 64-byte round trip each) minus before, "
                      f"{a.mem_rounds} round(s)\n" + eb.render_text(head, rows))
     if "accept" in parts and loops:
         res, head, rows = part_accept(a, loops, log, log_dir)
