@@ -1064,9 +1064,10 @@ def main(argv=None):
     OUT_DIR.mkdir(parents=True, exist_ok=True)
     json_path = Path(a.json) if a.json else OUT_DIR / f"echo_bench-{stamp}.json"
     png_path = Path(a.png) if a.png else json_path.with_suffix(".png")
-    # the servers' stderr, one file per server and mode: next to --json if given
-    log_dir = (json_path.parent / f"{json_path.stem}-logs" if a.json
-               else OUT_DIR / f"echo_bench-{stamp}-logs")
+    # the servers' stderr, one file per server and mode, and the run's
+    # throw-away certificate: always under benchmarks/out/ (ignored by git),
+    # never next to a --json that lands in results/
+    log_dir = OUT_DIR / f"{json_path.stem}-{stamp}-logs"
     log_dir.mkdir(parents=True, exist_ok=True)
 
     cells = [dict(mode=m, size=s, conns=c) for m in modes for s in sizes for c in conns

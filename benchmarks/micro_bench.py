@@ -522,6 +522,8 @@ def main(argv=None):
     info = eb.machine_info()
     t0 = time.monotonic()
     out = {"benchmark": "micro_bench", "date": datetime.datetime.now().isoformat(timespec="seconds"),
+           "command": " ".join([os.path.relpath(sys.argv[0], eb.ROOT)]
+                               + (argv if argv is not None else sys.argv[1:])),
            "machine": info, "notes": notes, "params": {
                "rounds": a.rounds, "n": a.n, "mem_conns": a.mem_conns, "idle": a.idle,
                "duration": a.duration, "warmup": a.warmup, "loops": loops, "pollers": a.pollers,
