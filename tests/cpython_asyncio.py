@@ -50,6 +50,7 @@ import importlib
 import json
 import os
 import selectors
+import signal
 import sys
 import time
 import unittest
@@ -491,6 +492,14 @@ def main(argv=None):
         modules = list(FAST_MODULES)
     else:
         modules = list(MODULES)
+
+    # A process started in the background by a non-interactive shell
+    # (`cmd &`, nohup) inherits SIGINT ignored, and then Python installs no
+    # KeyboardInterrupt handler: _thread.interrupt_main() does nothing and
+    # test_runners' interrupt tests wait forever, on every loop, the
+    # stdlib's too.  The tests expect an interpreter's usual SIGINT.
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
     # As under regrtest: quiet tests (support.verbose is regrtest's flag).
     from test import support

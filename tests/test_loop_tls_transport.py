@@ -118,6 +118,17 @@ async def until(predicate, timeout=TIMEOUT):
         await asyncio.sleep(0.005)
 
 
+async def connect_and_accept(lsock, protocol_factory, **kwargs):
+    """Starts loop.create_connection(protocol_factory, <lsock's address>,
+    **kwargs) as a task and accepts its socket on the listening lsock:
+    (the task, the accepted socket)."""
+    loop = asyncio.get_running_loop()
+    connect = loop.create_task(loop.create_connection(
+        protocol_factory, *lsock.getsockname(), **kwargs))
+    conn, _ = await loop.sock_accept(lsock)
+    return connect, conn
+
+
 @pytest.mark.parametrize("size", [0, 1, 1024 * 1024, 16 * 1024 * 1024])
 def test_echo_payloads_byte_exact(certs, size, no_leaks):
     payload = bytes(range(256)) * (size // 256) + b"x" * (size % 256)
@@ -281,11 +292,9 @@ def test_client_handshake_timeout(no_leaks):
         accepted = []
         lsock.setblocking(False)
         try:
-            task = loop.create_task(loop.create_connection(
-                asyncio.Protocol, *lsock.getsockname(),
-                ssl=ssl.create_default_context(), server_hostname="localhost",
-                ssl_handshake_timeout=0.3))
-            conn, _ = await loop.sock_accept(lsock)
+            task, conn = await connect_and_accept(
+                lsock, asyncio.Protocol, ssl=ssl.create_default_context(),
+                server_hostname="localhost", ssl_handshake_timeout=0.3)
             accepted.append(conn)
             try:
                 await task
@@ -624,9 +633,7 @@ def test_start_tls_cancelled_handshake_closes_transport(no_leaks):
         lsock = socket.create_server(("127.0.0.1", 0))
         lsock.setblocking(False)
         try:
-            connect = loop.create_task(loop.create_connection(asyncio.Protocol,
-                                                              *lsock.getsockname()))
-            conn, _ = await loop.sock_accept(lsock)
+            connect, conn = await connect_and_accept(lsock, asyncio.Protocol)
             tr, proto = await connect
             try:
                 await asyncio.wait_for(
@@ -872,10 +879,9 @@ def test_connect_accepted_socket_with_ssl(certs, no_leaks):
         lsock = socket.create_server(("127.0.0.1", 0))
         lsock.setblocking(False)
         try:
-            connect = loop.create_task(loop.create_connection(
-                lambda: Client(loop), *lsock.getsockname(),
-                ssl=client_context(certs["ca"]), server_hostname="localhost"))
-            conn, _ = await loop.sock_accept(lsock)
+            connect, conn = await connect_and_accept(
+                lsock, lambda: Client(loop), ssl=client_context(certs["ca"]),
+                server_hostname="localhost")
             server_tr, _ = await loop.connect_accepted_socket(
                 Echo, conn, ssl=server_context(certs["good"]))
             tr, proto = await connect
@@ -940,10 +946,9 @@ def test_peer_stops_mid_handshake(certs, no_leaks):
         lsock = socket.create_server(("127.0.0.1", 0))
         lsock.setblocking(False)
         try:
-            connect = loop.create_task(loop.create_connection(
-                lambda: Client(loop), *lsock.getsockname(),
-                ssl=client_context(certs["ca"]), server_hostname="localhost"))
-            conn, _ = await loop.sock_accept(lsock)
+            connect, conn = await connect_and_accept(
+                lsock, lambda: Client(loop), ssl=client_context(certs["ca"]),
+                server_hostname="localhost")
             conn.setblocking(False)
             hello = await loop.sock_recv(conn, 65536)
             conn.shutdown(socket.SHUT_WR)
