@@ -3,6 +3,7 @@
 The Cython sources live in ``cython/``; ``pip install .`` cythonizes them
 (no generated C is committed) and compiles the C core beside them.
 """
+import glob
 import os
 
 from Cython.Build import cythonize
@@ -13,10 +14,17 @@ if os.environ.get("WFCLOOP_DEBUG_BUILD"):
     CFLAGS = ["-O0", "-g", "-std=gnu11", "-Wall", "-Wno-unused-function", "-pthread"]
 
 
-def ext(name, sources):
+# What eventpoll_core.c includes (one translation unit): a change to any of
+# them rebuilds the core, as a change to eventpoll_core.c does.
+CORE_DEPENDS = sorted(glob.glob("cython/eventpoll/*.c") + glob.glob("cython/*.h")
+                      + glob.glob("cython/eventpoll/*.h"))
+
+
+def ext(name, sources, depends=()):
     return Extension(
         name,
         sources=sources,
+        depends=list(depends),
         include_dirs=["cython"],
         extra_compile_args=CFLAGS,
         extra_link_args=["-pthread"],
@@ -24,7 +32,8 @@ def ext(name, sources):
 
 
 extensions = [
-    ext("wfcloop._eventpoll", ["cython/wfcloop/_eventpoll.pyx", "cython/eventpoll_core.c"]),
+    ext("wfcloop._eventpoll", ["cython/wfcloop/_eventpoll.pyx", "cython/eventpoll_core.c"],
+        CORE_DEPENDS),
     ext("wfcloop._eventpoll_selector", ["cython/wfcloop/_eventpoll_selector.pyx"]),
     ext("wfcloop._loop", ["cython/wfcloop/_loop.pyx"]),
 ]

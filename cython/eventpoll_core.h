@@ -103,6 +103,19 @@ int wfc_ep_del(wfc_ep *ep, int fd);
  * shut down.  Call without holding the GIL. */
 int wfc_ep_wait(wfc_ep *ep, wfc_event *out, int maxevents, int timeout_ms);
 
+/* wfc_ep_wait with flags:
+ * WFC_WAIT_EVERY_READY: inline (no pollers active), read the kernel until
+ *   it has no more ready events or maxevents are taken, so that one wait
+ *   returns every ready fd up to maxevents, as one epoll_wait(maxevents)
+ *   does: select.epoll's and selectors' contract.  Without it an inline
+ *   wait takes at most one batch (HARVEST_BATCH, 64) from the kernel, the
+ *   rest at the next wait: what an event loop's iteration wants (measured:
+ *   draining every batch cost the protocol echo 2%).  Poller mode's
+ *   snapshot (wfc_ep_set_snapshot) is the same promise there. */
+#define WFC_WAIT_EVERY_READY 1u
+int wfc_ep_wait_flags(wfc_ep *ep, wfc_event *out, int maxevents, int timeout_ms,
+                      unsigned flags);
+
 void wfc_ep_get_stats(wfc_ep *ep, wfc_ep_stats *stats);
 
 /* Poller mode: before returning fewer than maxevents events, settle (take

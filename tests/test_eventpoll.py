@@ -115,6 +115,30 @@ def test_maxevents_spreads_events_over_calls_without_duplicates(pollers, no_leak
             os.close(fd)
 
 
+def test_inline_poll_returns_every_ready_fd_up_to_maxevents(no_leaks):
+    """Inline, one poll() returns every ready fd, as select.epoll's does,
+    though the kernel is read in batches: 300 ready eventfds come back in
+    one call; with maxevents=200, 200 and then the other 100."""
+    fds = [readable_eventfd() for _ in range(300)]
+    try:
+        with EventPoll(pollers=0) as ep:
+            for fd in fds:
+                ep.register(fd, IN)
+            first = ep.poll(0)
+            assert sorted(first) == sorted((fd, IN) for fd in fds)
+        with EventPoll(pollers=0) as ep:
+            for fd in fds:
+                ep.register(fd, IN | ET)
+            first = ep.poll(0, maxevents=200)
+            second = ep.poll(0, maxevents=200)
+            assert (len(first), len(second)) == (200, 100)
+            assert sorted(first + second) == sorted((fd, IN) for fd in fds)
+            assert ep.poll(0) == []
+    finally:
+        for fd in fds:
+            os.close(fd)
+
+
 def test_ten_thousand_registered_fds(pollers, no_leaks, raise_nofile):
     if raise_nofile < 10_500:
         pytest.skip(f"RLIMIT_NOFILE hard limit {raise_nofile} < 10,500")

@@ -43,6 +43,26 @@ static int harvest_inline(wfc_ep *ep, int timeout_ms)
 }
 
 
+/*
+ * Inline mode: harvest_inline(ep, 0) again while the kernel fills whole
+ * batches and the caller has room, so that one wait returns every ready fd
+ * up to the caller's maxevents, as one epoll_wait(maxevents) would
+ * (selectors' contract; CPython's test_above_fd_setsize), though the kernel
+ * is read HARVEST_BATCH events at a time.  `got`: what the caller's last
+ * harvest returned (HARVEST_BATCH where unknown); `room`: how many more
+ * events the caller can take.  Returns 0 or -errno.  Consumer only.
+ */
+static int harvest_inline_more(wfc_ep *ep, int got, int room)
+{
+    while (got == HARVEST_BATCH && room > 0) {
+        got = harvest_inline(ep, 0);
+        if (got < 0)
+            return got;
+        room -= got;
+    }
+    return 0;
+}
+
 /* ctl_lock held. */
 static void schedule_rearm(wfc_ep *ep, uint32_t idx, struct wfc_item *item, uint32_t gen)
 {
@@ -309,13 +329,20 @@ static int deliver_locked(wfc_ep *ep, wfc_event *out, int n, int maxevents, uint
 }
 
 /*
- * wfc_ep_wait: the consumer's one entry point (see the top of
+ * wfc_ep_wait (wfc_ep_wait_flags): the consumer's one entry point (see the top of
  * eventpoll_core.c): the adaptive rule's step, the re-arms of what the last
  * call delivered, then deliver, harvest inline or sleep until there is an
  * event or the timeout.  One consuming thread at a time.
  */
 int wfc_ep_wait(wfc_ep *ep, wfc_event *out, int maxevents, int timeout_ms)
 {
+    return wfc_ep_wait_flags(ep, out, maxevents, timeout_ms, 0);
+}
+
+int wfc_ep_wait_flags(wfc_ep *ep, wfc_event *out, int maxevents, int timeout_ms,
+                      unsigned flags)
+{
+    bool every_ready = (flags & WFC_WAIT_EVERY_READY) != 0;
     int64_t deadline = timeout_ms > 0 ? now_ms() + timeout_ms : 0;
     uint64_t stamp;
     int n, r;
@@ -329,13 +356,23 @@ int wfc_ep_wait(wfc_ep *ep, wfc_event *out, int maxevents, int timeout_ms)
     rearm_delivered(ep, timeout_ms == 0);
     pthread_mutex_unlock(&ep->ctl_lock);
 
-    for (;;) {
+    for (bool harvested = false;; harvested = true) {
         int wait_ms;
 
         n = deliver_locked(ep, out, 0, maxevents, stamp);
         if (n > 0) {
             if (pollers_active(ep) && ep->snapshot && n < maxevents) {
                 settle(ep);
+                n = deliver_locked(ep, out, n, maxevents, stamp);
+            } else if (every_ready && !harvested && !pollers_active(ep) && n < maxevents) {
+                /* Inline, these were left over from the last call's
+                 * harvest (it took more than that call's maxevents): the
+                 * kernel may hold more behind them.  Take those too, so
+                 * that this call returns every ready fd it has room for.
+                 * The common path (nothing left over) never gets here. */
+                r = harvest_inline_more(ep, HARVEST_BATCH, maxevents - n);
+                if (r < 0)
+                    return r;
                 n = deliver_locked(ep, out, n, maxevents, stamp);
             }
             return n;
@@ -356,6 +393,11 @@ int wfc_ep_wait(wfc_ep *ep, wfc_event *out, int maxevents, int timeout_ms)
             r = harvest_inline(ep, wait_ms);
             if (r < 0)
                 return r;
+            if (every_ready) {
+                n = harvest_inline_more(ep, r, maxevents - r);
+                if (n < 0)
+                    return n;
+            }
             /* The last, non-blocking look, or the wait timed out: return
              * what there is.  (Events that were all stale, e.g. from a
              * level-triggered kernel item of a closed fd that a dup keeps

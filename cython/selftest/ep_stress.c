@@ -560,7 +560,10 @@ static void ep_stress_consume(struct ep_stress_state *s, struct ep_stress_result
          * this wait began. */
         int64_t snap = atomic_load_explicit(&s->epoch, memory_order_acquire);
         int64_t read_before = res->read;
-        int n = wfc_ep_wait(s->ep, evs, s->cfg->maxevents ? s->cfg->maxevents : EP_STRESS_BATCH, 20);
+        /* Every other wait asks for every ready event (select()'s kind),
+         * so the inline drain runs against the same add/del/close storm. */
+        int n = wfc_ep_wait_flags(s->ep, evs, s->cfg->maxevents ? s->cfg->maxevents : EP_STRESS_BATCH,
+                                  20, (res->waits & 1) ? WFC_WAIT_EVERY_READY : 0);
 
         res->waits++;
         if (n < 0) {

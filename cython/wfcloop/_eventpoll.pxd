@@ -51,6 +51,9 @@ cdef extern from "eventpoll_core.h" nogil:
     int wfc_ep_mod(wfc_ep *ep, int fd, uint32_t events, uint64_t data)
     int wfc_ep_del(wfc_ep *ep, int fd)
     int wfc_ep_wait(wfc_ep *ep, wfc_event *out, int maxevents, int timeout_ms)
+    int wfc_ep_wait_flags(wfc_ep *ep, wfc_event *out, int maxevents, int timeout_ms,
+                          unsigned flags)
+    unsigned WFC_WAIT_EVERY_READY
     void wfc_ep_get_stats(wfc_ep *ep, wfc_ep_stats *stats)
     void wfc_ep_set_snapshot(wfc_ep *ep, int on)
     void wfc_ep_set_adaptive(wfc_ep *ep, int on)
@@ -95,7 +98,8 @@ cdef class EventPoll:
     cdef _Core _open_core(self)
     cdef _ctl(self, int op, int fd, uint32_t mask, uint64_t data=*)
     cdef _poll(self, timeout, int maxevents, bint with_data)
-    cdef int wait_into(self, wfc_event *buf, int maxevents, int timeout_ms) except -2
+    cdef int wait_into(self, wfc_event *buf, int maxevents, int timeout_ms,
+                       unsigned flags) except -2
     cdef set_notify(self, int fd, object handle)
     cdef object notify_handle(self, int fd)
     # Poller-side I/O for the loop's socket transports (the loop thread,

@@ -351,7 +351,7 @@ cdef class EventPoll:
             while True:
                 ep = core.enter()
                 with nogil:
-                    n = wfc_ep_wait(ep, buf, maxevents, ms)
+                    n = wfc_ep_wait_flags(ep, buf, maxevents, ms, WFC_WAIT_EVERY_READY)
                     wfc_ep_leave(ep)
                 if n == -EINTR:
                     PyErr_CheckSignals()
@@ -367,7 +367,8 @@ cdef class EventPoll:
         finally:
             free(buf)
 
-    cdef int wait_into(self, wfc_event *buf, int maxevents, int timeout_ms) except -2:
+    cdef int wait_into(self, wfc_event *buf, int maxevents, int timeout_ms,
+                       unsigned flags) except -2:
         """The event loop's poll: wait up to timeout_ms (-1: forever) for at
         most maxevents events, written to the caller's reused buffer.
 
@@ -382,11 +383,11 @@ cdef class EventPoll:
         cdef wfc_ep *ep = core.enter()
         cdef int n
         if timeout_ms == 0:
-            n = wfc_ep_wait(ep, buf, maxevents, 0)
+            n = wfc_ep_wait_flags(ep, buf, maxevents, 0, flags)
             wfc_ep_leave(ep)
         else:
             with nogil:
-                n = wfc_ep_wait(ep, buf, maxevents, timeout_ms)
+                n = wfc_ep_wait_flags(ep, buf, maxevents, timeout_ms, flags)
                 wfc_ep_leave(ep)
         if n == -EINTR:
             PyErr_CheckSignals()

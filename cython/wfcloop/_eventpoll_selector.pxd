@@ -38,7 +38,8 @@ cdef class EventPollSelector:
     cdef object key_for(self, int fd)
     cdef Py_ssize_t registered(self) noexcept
     cdef list registered_fds(self)
-    cdef int poll_into(self, event_batch *batch, int limit, int timeout_ms) except -2
+    cdef int poll_into(self, event_batch *batch, int limit, int timeout_ms,
+                       unsigned flags) except -2
     cdef object fd_of(self, object fileobj)
     cdef int set_slot(self, int fd, object key) except -1
     cdef void clear_slots(self) noexcept

@@ -38,7 +38,7 @@ from libc.stdint cimport uint32_t
 from libc.stdlib cimport free, realloc
 from libc.string cimport memset
 
-from wfcloop._eventpoll cimport _timeout_ms
+from wfcloop._eventpoll cimport _timeout_ms, WFC_WAIT_EVERY_READY
 
 __all__ = ["EventPollSelector"]
 
@@ -216,13 +216,15 @@ cdef class EventPollSelector:
         """The registered fds, in the order they were registered."""
         return list(self.keys)
 
-    cdef int poll_into(self, event_batch *batch, int limit, int timeout_ms) except -2:
+    cdef int poll_into(self, event_batch *batch, int limit, int timeout_ms,
+                       unsigned flags) except -2:
         """Wait up to timeout_ms (-1: forever) for events into batch, grown
         first to one event per registered fd (as selectors' epoll asks for)
         but at most limit (the rest stays queued for the next poll) and at
         least one.  Returns the number of events (decode each with
         ready_key), or -1 when a signal interrupted the wait (its Python
-        handlers ran, and may have raised)."""
+        handlers ran, and may have raised).  flags: wfc_ep_wait_flags'
+        (WFC_WAIT_EVERY_READY for select(); 0 for the loop's iteration)."""
         cdef Py_ssize_t want = self.registered()
         if want > limit:
             want = limit
@@ -231,7 +233,7 @@ cdef class EventPollSelector:
         batch_reserve(batch, <int>want)
         if self.eventpoll is None:
             raise ValueError("I/O operation on closed epoll object")
-        return self.eventpoll.wait_into(batch.events, <int>want, timeout_ms)
+        return self.eventpoll.wait_into(batch.events, <int>want, timeout_ms, flags)
 
     # ---- the fd -> key map --------------------------------------------------
 
@@ -368,7 +370,7 @@ cdef class EventPollSelector:
             deadline = monotonic() + ms / 1000.0
         try:
             while True:
-                n = self.poll_into(&batch, 0x7fffffff, ms)
+                n = self.poll_into(&batch, 0x7fffffff, ms, WFC_WAIT_EVERY_READY)
                 if n >= 0:
                     break
                 if ms > 0:   # interrupted: wait for the time left

@@ -35,7 +35,7 @@ cdef class _Dispatch:
         cdef PyObject *found
         cdef object key, reader, writer
         cdef EventPollSelector selector = self.selector
-        n = selector.poll_into(&self.batch, MAX_EVENTS_PER_POLL, timeout_ms)
+        n = selector.poll_into(&self.batch, MAX_EVENTS_PER_POLL, timeout_ms, 0)
         if n <= 0:
             return 0
         ready = self.ready
