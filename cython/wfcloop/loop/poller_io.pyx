@@ -91,10 +91,12 @@ cdef class PollerIO:
         asyncio would (so the bytes stay in order)."""
         cdef Py_ssize_t queued
         t = self.transport
-        if (self.enabled and type(data) is bytes and not t._buffer
+        # The phase first: inline (the pollers parked), the one C call is
+        # all a write pays here before asyncio's path.
+        if (self.enabled and self.poll.io_writes()
+                and type(data) is bytes and not t._buffer
                 and not t._eof and not t._closing and not t._conn_lost
-                and t._empty_waiter is None and PyBytes_GET_SIZE(data) > 0
-                and self.poll.io_writes()):
+                and t._empty_waiter is None and PyBytes_GET_SIZE(data) > 0):
             queued = self.poll.io_write(self.fd, PyBytes_AS_STRING(data),
                                         PyBytes_GET_SIZE(data))
             if queued >= 0:
