@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Check model/eventpoll.pml and model/phases.pml with spin (see model/README.md):
+# Check the models of model/ (eventpoll, phases, pollerio, rxpool) with spin (see model/README.md):
 #
 #   model/check.sh             the correct model must pass, every BUG_*
 #                              variant and every reachability probe must fail
@@ -94,9 +94,10 @@ done
 add phases-safety-p3 "-DNPOLLERS=3" "$SAFE" "-m100000" pass phases.pml
 add phases-cycles-p2 "-DNPOLLERS=2" "$CYCLE" "-l -m100000" pass phases.pml
 add phases-safety-p2 "-DNPOLLERS=2" "$SAFE" "-m100000" pass phases.pml
-# (no-park-wait: the first error pan meets is a consumer left waiting at
-# shutdown; with -c0 it also reports ALONE violated, both asserts)
-add phases-bug-no-park-wait "-DNPOLLERS=2 -DBUG_NO_PARK_WAIT" "$QUICK" "-m100000" \
+# (no-park-wait: in the default order the first error pan meets is a
+# consumer left waiting at shutdown, after 41 million states (100 s);
+# last-started first (P_REVERSE) it meets ALONE violated in 16 s)
+add phases-bug-no-park-wait "-DNPOLLERS=2 -DBUG_NO_PARK_WAIT" "$QUICK -DP_REVERSE" "-m100000" \
     'fail:(assertion violated|invalid end state)' phases.pml
 add phases-bug-clear-park-early "-DNPOLLERS=2 -DBUG_CLEAR_PARK_EARLY" "$QUICK" "-m100000" \
     'fail:invalid end state' phases.pml
@@ -115,6 +116,19 @@ add pollerio-bug-no-more "-DBUG_NO_MORE" "$QUICK" "-m100000" \
     'fail:assertion violated \(sent==written\)' pollerio.pml
 for k in $(seq 1 6); do
     add "pollerio-reach-$k" "-DREACH=$k" "$QUICK" "-m100000" "fail:assertion violated \\($k!=$k\\)" pollerio.pml
+done
+
+# rxpool.pml: poller-side I/O's pool of receive buffers (exchange-all take, CAS push).
+add rxpool-safety-p2 "-DNPOLLERS=2 -DREADS=2" "$SAFE" "-m100000" pass rxpool.pml
+add rxpool-safety-p3 "-DNPOLLERS=3 -DREADS=1" "$SAFE" "-m100000" pass rxpool.pml
+add rxpool-cycles-p2 "-DNPOLLERS=2" "$CYCLE" "-l -m100000" pass rxpool.pml
+add rxpool-safety-scarce "-DNBUF=2" "$SAFE" "-m100000" pass rxpool.pml
+add rxpool-bug-pop-one "-DBUG_POP_ONE" "$QUICK" "-m100000" \
+    'fail:assertion violated \((steps==pooled|steps==0|owner\[w\]==10|steps<=[0-9]+)\)' rxpool.pml
+for k in $(seq 1 4); do
+    defs="-DREACH=$k"
+    [ "$k" = 4 ] && defs="$defs -DNBUF=2"
+    add "rxpool-reach-$k" "$defs" "$QUICK" "-m100000" "fail:assertion violated \\($k!=$k\\)" rxpool.pml
 done
 
 # One run: writes its one-line result to $out/NAME/result, "OK ..." or "UNEXPECTED ...".

@@ -3,7 +3,7 @@
 Runs model/check.sh: spin checks the correct model exhaustively with 2 and
 3 pollers (safety, then that no execution has a cycle), checks that every
 BUG_* variant is caught, and that every reachability probe is reached.
-About 35 s on two cores.  Under CI (``CI`` set) a missing spin is
+About a minute on two cores.  Under CI (``CI`` set) a missing spin is
 installed with scripts/install-spin.sh (Debian, as root) and the test fails
 if it still cannot run; elsewhere it is skipped with the reason.
 """

@@ -18,6 +18,7 @@
  * first bytes of each hold the link): pushed by the consumer with a CAS,
  * taken whole by a poller with one exchange (taking all at once has no
  * ABA problem: no thread follows a link it did not take).
+ * model/rxpool.pml checks it, and that the one-buffer CAS pop has the ABA.
  */
 static void rx_push_list(wfc_ep *ep, char *first, char *last, int count)
 {
