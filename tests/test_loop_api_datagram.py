@@ -416,3 +416,138 @@ def test_largest_and_oversized_datagrams_unconnected(no_leaks, host, largest):
     assert ref[2] == [("error", "OSError", 90)]   # EMSGSIZE
     assert ref[3] == [("error", "ConnectionRefusedError", 111)]
     assert ref[4:] == [None, None]
+
+
+class Scripted(Recorder):
+    """A Recorder that, on the datagram it is told, pauses reading,
+    resumes it, closes the transport or raises, and records where."""
+
+    def __init__(self, actions):
+        super().__init__()
+        self.actions = actions   # {data: [action, ...]}
+
+    def datagram_received(self, data, addr):
+        super().datagram_received(data, addr)
+        for action in self.actions.get(data, ()):
+            self.events.append((action, data))
+            if action == "pause":
+                self.transport.pause_reading()
+            elif action == "resume":
+                self.transport.resume_reading()
+            elif action == "close":
+                self.transport.close()
+            elif action == "raise":
+                raise ZeroDivisionError(data)
+
+
+# Which datagram of a burst of 20 does what (each a scenario of its own).
+BATCH_SCRIPTS = {
+    "pause-resume-later": {b"3": ["pause"], b"8": ["pause"]},
+    "pause-resume-same-callback": {b"2": ["pause", "resume"]},
+    "raise": {b"5": ["raise"], b"6": ["raise"]},
+    "raise-while-paused": {b"4": ["pause", "raise"]},
+    "close": {b"4": ["close"]},
+    "pause-then-close": {b"3": ["pause"]},
+    "pause-then-close-with-data-queued": {b"3": ["pause"]},
+}
+
+
+@pytest.mark.parametrize("script", sorted(BATCH_SCRIPTS))
+def test_burst_read_in_batches_keeps_asyncio_delivery(no_leaks, script):
+    # 20 datagrams queued in the socket before the loop reads: asyncio
+    # reads one per event, wfcloop up to 32 with one recvmmsg().  What
+    # the protocol sees must not differ: one datagram_received() each, in
+    # order; none after pause_reading() until resume_reading(), then the
+    # rest first (those the batch kept, then newer ones); none after
+    # close(); an exception in datagram_received() goes to the exception
+    # handler and loses nothing.
+    actions = BATCH_SCRIPTS[script]
+
+    async def scenario():
+        loop = asyncio.get_running_loop()
+        handled = []
+        loop.set_exception_handler(lambda loop, ctx: handled.append(repr(ctx.get("exception"))))
+        t, p = await loop.create_datagram_endpoint(lambda: Scripted(actions),
+                                                   local_addr=("127.0.0.1", 0))
+        to = t.get_extra_info("sockname")
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sender:
+            for i in range(20):   # sent before the loop can read any
+                sender.sendto(b"%d" % i, to)
+            got = lambda: [d for d, _ in p.got]
+            await until(lambda: len(p.got) >= 20 or not t.is_reading())
+            await asyncio.sleep(0.05)   # nothing more comes while paused or closed
+            out = [got(), p.events[1:], list(handled)]
+            if script == "pause-then-close-with-data-queued":
+                sender.sendto(b"late", to)
+                await asyncio.sleep(0.02)
+            if script.startswith("pause-then-close"):
+                t.close()
+                await p.lost
+                out.append(got())
+                return out + [p.events[-1]]
+            while t.is_reading() is False and not t.is_closing():
+                t.resume_reading()
+                await until(lambda: len(p.got) >= 20 or not t.is_reading())
+            if not t.is_closing():
+                sender.sendto(b"after", to)
+                await until(lambda: got()[-1:] == [b"after"])
+            out += [got(), p.events[1:], list(handled), t.is_reading()]
+            t.close()
+            await p.lost
+            return out + [p.events[-1]]
+
+    ref = assert_same(run_on_each(scenario))
+    assert not isinstance(ref, Raised), ref
+    every = [b"%d" % i for i in range(20)]
+    if script == "pause-resume-later":
+        assert ref[0] == every[:4]
+        assert ref[3] == every + [b"after"]
+    elif script == "pause-resume-same-callback":
+        assert ref[0] == every and ref[3] == every + [b"after"]
+    elif script in ("raise", "raise-while-paused"):
+        assert ref[3] == every + [b"after"]
+        assert ref[5] == ["ZeroDivisionError(b'%s')" % x.decode() for x in actions]
+    elif script == "close":
+        assert ref[0] == every[:5] and ref[3] == every[:5]
+    else:
+        assert ref[0] == every[:4] and ref[3] == every[:4]
+    assert ref[-1] == ("lost", None)
+
+
+MIXED_BURST = [0, 1, 100, 2047, 2048, 2049, 3000, 5000, 30000, 7, 2048, 40000, 12, 13]
+
+
+@pytest.mark.parametrize("max_size", [None, 100, 3000])
+def test_burst_of_mixed_sizes_byte_exact_at_max_size(no_leaks, max_size):
+    # Datagrams around a batch slot's 2 KiB head (wfcloop reads a small
+    # one whole into it, a longer one into head and tail, and after a
+    # long one reads one at a time until a small one comes) queued before
+    # the loop reads, twice: each arrives byte-exact and in order, cut at
+    # the transport's max_size exactly as the stdlib's recvfrom(max_size)
+    # cuts it.
+    async def scenario():
+        loop = asyncio.get_running_loop()
+        t, p = await loop.create_datagram_endpoint(Recorder, local_addr=("127.0.0.1", 0))
+        if max_size is not None:
+            t.max_size = max_size
+        sock = t.get_extra_info("socket")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+        to = t.get_extra_info("sockname")
+        sent = [bytes((i + n) % 251 for i in range(n)) for n in MIXED_BURST]
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sender:
+            sender.bind(("127.0.0.1", 0))
+            for _ in range(2):
+                for data in sent:
+                    sender.sendto(data, to)
+                await until(lambda: len(p.got) >= len(sent))
+                await asyncio.sleep(0.01)
+            me = sender.getsockname()
+        got = [d for d, _ in p.got]
+        cut = [d[:max_size] if max_size else d for d in sent] * 2
+        out = [got == cut, [len(d) for d in got], {a for _, a in p.got} == {me}]
+        t.close()
+        await p.lost
+        return out
+
+    ref = assert_same(run_on_each(scenario))
+    assert ref[0] is True and ref[2] is True, ref

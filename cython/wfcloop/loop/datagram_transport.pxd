@@ -53,5 +53,8 @@ cdef class DatagramSocket:
     cdef CachedAddress *addresses   # received address -> Python address
     cdef unsigned int addresses_mask
     cdef object other_buffer     # bytearray: other families' reads (see read_other)
+    cdef bint read_singly        # its datagrams are long: recvfrom, not recvmmsg
+    cdef list pending            # a batch's undelivered datagrams: data, address, ...
+    cdef Py_ssize_t pending_next # the index in pending of the next datagram's data
 
     cdef object address_of(self, InetAddress *raw, socklen_t length)
