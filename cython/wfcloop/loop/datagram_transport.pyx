@@ -11,8 +11,17 @@ from cpython.tuple cimport PyTuple_GET_SIZE, PyTuple_GET_ITEM
 from cpython.unicode cimport PyUnicode_AsUTF8AndSize
 from libc.stdlib cimport calloc
 
-cdef extern from "stdlib.h" nogil:
-    int posix_memalign(void **memptr, size_t alignment, size_t size)
+cdef extern from "sys/mman.h" nogil:
+    void *mmap(void *addr, size_t length, int prot, int flags, int fd, long offset)
+    int madvise(void *addr, size_t length, int advice)
+    void *MAP_FAILED
+    enum:
+        PROT_READ
+        PROT_WRITE
+        MAP_PRIVATE
+        MAP_ANONYMOUS
+        MAP_NORESERVE
+        MADV_NOHUGEPAGE
 from libc.string cimport memset, memcmp, strlen, strchr
 
 
@@ -292,8 +301,9 @@ cdef bint send_now(transport, data, addr) except -1:
 
 
 cdef bint batch_ready() except -1:
-    """Allocate the batch's buffer (once; 8 MiB of address space that the
-    kernel backs page by page as datagrams are written to it) and point
+    """Map the batch's buffer (once, for the process's life, as the loop's
+    read buffer is; 8 MiB of address space that the kernel backs page by
+    page as datagrams are written to it) and point
     each header at its slot's head and tail and its address.  False when
     the memory is not there."""
     global batch_buffer, batch_tails
@@ -301,10 +311,16 @@ cdef bint batch_ready() except -1:
     cdef void *memory
     if batch_buffer != NULL:
         return True
-    # Page-aligned: the kernel's copy into a buffer 16 bytes past a page
-    # boundary (malloc's large blocks) measured at half the speed.
-    if posix_memalign(&memory, 4096, BATCH_BYTES) != 0:
+    # Mapped, not malloc'd: page-aligned (the kernel's copy into a buffer
+    # 16 bytes past a page boundary, as malloc's large blocks are,
+    # measured at half the speed), and kept out of transparent huge pages
+    # (where they are always on, the first batch's few tails would each
+    # make 2 MiB resident).
+    memory = mmap(NULL, BATCH_BYTES, PROT_READ | PROT_WRITE,
+                  MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0)
+    if memory == MAP_FAILED:
         return False
+    madvise(memory, BATCH_BYTES, MADV_NOHUGEPAGE)   # advice only: may fail
     batch_buffer = <char *>memory
     batch_tails = batch_buffer + DATAGRAMS_PER_EVENT * BATCH_HEAD_SIZE
     memset(batch_headers, 0, sizeof(batch_headers))
