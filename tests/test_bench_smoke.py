@@ -68,14 +68,14 @@ def test_micro_bench_tiny_run(tmp_path):
     out = tmp_path / "micro.json"
     p = subprocess.run(
         [sys.executable, str(BENCH / "micro_bench.py"), "calls", "memory", "accept",
-         "--rounds", "1", "--n", "2000", "--tests", "call_later,future",
+         "--rounds", "1", "--n", "2000", "--tests", "call_later,future,datagram_burst",
          "--conns", "50", "--accept-conns", "50", "--loops", ",".join(loops),
          "--json", str(out)],
         capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert p.returncode == 0, p.stdout + p.stderr
     result = json.loads(out.read_text())
     assert {(r["test"], r["loop"]) for r in result["calls"] if r.get("ops_per_s")} == \
-        {(t, lp) for t in ("call_later", "future") for lp in loops}
+        {(t, lp) for t in ("call_later", "future", "datagram_burst") for lp in loops}
     for part, key in (("memory", "bytes_per_conn"), ("accept", "conns_per_s")):
         measured = {r["loop"]: r for r in result[part]}
         assert set(measured) == set(loops) | {"c-server"}, part
