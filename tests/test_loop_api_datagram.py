@@ -551,3 +551,30 @@ def test_burst_of_mixed_sizes_byte_exact_at_max_size(no_leaks, max_size):
 
     ref = assert_same(run_on_each(scenario))
     assert ref[0] is True and ref[2] is True, ref
+
+
+def test_error_pending_with_datagrams_queued(no_leaks):
+    # Three datagrams queued on a connected endpoint, then its peer goes
+    # and a sendto() to it comes back as ICMP port unreachable before the
+    # loop reads: the kernel reports the error first (on the first read
+    # of the batch or of one at a time alike), then the datagrams, each
+    # once and in order; the endpoint stays usable.
+    async def scenario():
+        loop = asyncio.get_running_loop()
+        peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        peer.bind(("127.0.0.1", 0))
+        t, p = await loop.create_datagram_endpoint(Recorder, remote_addr=peer.getsockname())
+        me = t.get_extra_info("sockname")
+        for i in range(3):
+            peer.sendto(b"%d" % i, me)
+        peer.close()
+        t.sendto(b"to nobody")        # ECONNREFUSED, pending on the socket
+        await until(lambda: len(p.got) >= 3)
+        await asyncio.sleep(0.02)
+        out = [p.events[1:], [d for d, _ in p.got]]
+        t.close()
+        out.append(await p.lost)
+        return out
+
+    ref = assert_same(run_on_each(scenario))
+    assert ref == [[("error", "ConnectionRefusedError", 111)], [b"0", b"1", b"2"], None], ref
