@@ -5,7 +5,11 @@ error_received(), sendto() checks and after close, abort, and nothing left
 behind after close; flow control of buffered sendto() (pause_writing() /
 resume_writing()), close() sending the buffer before connection_lost(),
 abort() dropping it, a burst of 1,000 unix datagrams, the largest and
-oversized datagrams on IPv4 and IPv6 and ECONNREFUSED on each family."""
+oversized datagrams on IPv4 and IPv6 and ECONNREFUSED on each family;
+bursts queued before the loop reads (wfcloop reads them in batches with
+recvmmsg): pause/resume, close and exceptions mid-batch, mixed sizes
+around a batch slot's head at three max_size values, and an error pending
+before queued datagrams."""
 import asyncio
 import logging
 import os

@@ -10,6 +10,7 @@ from cpython.long cimport PyLong_AsLongAndOverflow
 from cpython.tuple cimport PyTuple_GET_SIZE, PyTuple_GET_ITEM
 from cpython.unicode cimport PyUnicode_AsUTF8AndSize
 from libc.stdlib cimport calloc
+from libc.string cimport memset, memcmp, strlen, strchr
 
 cdef extern from "sys/mman.h" nogil:
     void *mmap(void *addr, size_t length, int prot, int flags, int fd, long offset)
@@ -22,7 +23,6 @@ cdef extern from "sys/mman.h" nogil:
         MAP_ANONYMOUS
         MAP_NORESERVE
         MADV_NOHUGEPAGE
-from libc.string cimport memset, memcmp, strlen, strchr
 
 
 cdef extern from "sys/uio.h" nogil:
@@ -303,9 +303,9 @@ cdef bint send_now(transport, data, addr) except -1:
 cdef bint batch_ready() except -1:
     """Map the batch's buffer (once, for the process's life, as the loop's
     read buffer is; 8 MiB of address space that the kernel backs page by
-    page as datagrams are written to it) and point
-    each header at its slot's head and tail and its address.  False when
-    the memory is not there."""
+    page as datagrams are written to it) and point each header at its
+    slot's head and tail and its address.  False when the memory is not
+    there."""
     global batch_buffer, batch_tails
     cdef int i
     cdef void *memory
@@ -332,7 +332,7 @@ cdef bint batch_ready() except -1:
     return True
 
 
-cdef bint batch_sized(long max_size) noexcept:
+cdef void batch_sized(long max_size) noexcept:
     """Size every slot of the batch to max_size (head, then tail)."""
     cdef int i
     cdef size_t head = max_size if max_size < BATCH_HEAD_SIZE else BATCH_HEAD_SIZE
@@ -342,7 +342,6 @@ cdef bint batch_sized(long max_size) noexcept:
         batch_iovecs[i][1].iov_len = max_size - head
         batch_headers[i].msg_hdr.msg_iovlen = iovlen
         batch_headers[i].msg_hdr.msg_namelen = sizeof(InetAddress)
-    return True
 
 
 cdef object batch_datagram(int i):
@@ -362,14 +361,14 @@ cdef read_datagrams(transport):
     """Read up to DATAGRAMS_PER_EVENT datagrams (one recvmmsg() while they
     are small, see read_batch()) and hand each to the protocol's
     datagram_received(), in order, as asyncio's _read_ready() would over
-    that many events.  Delivery stops
-    after an error given to error_received(), and once the transport
-    closes (what the batch holds beyond is dropped, as closing the socket
-    drops what it holds) or stops reading (pause_reading(): the rest of
-    the batch is kept, delivered first when reading resumes).  An
-    exception of the protocol's propagates; the rest of its batch is
-    delivered at the next iteration, as asyncio's next event would read
-    what was left in the socket."""
+    that many events.  Delivery stops after an error given to
+    error_received(), and once the transport closes (what the batch holds
+    beyond is dropped, as closing the socket drops what it holds) or
+    stops reading (pause_reading(): the rest of the batch is kept,
+    delivered first when reading resumes).  An exception of the
+    protocol's propagates; the rest of its batch is delivered at the next
+    iteration, as asyncio's next event would read what was left in the
+    socket."""
     cdef DatagramSocket dsock = <DatagramSocket>transport._wfc_socket
     cdef long max_size
     if transport._conn_lost:
