@@ -420,6 +420,11 @@ def test_close_joins_pollers_and_closes_its_fds(no_leaks):
     assert "wfc-poller-0" in names
     ep.close()
     ep.close()   # idempotent
+    # (pthread_join() returns when the kernel has cleared the thread's
+    # tid, a moment before /proc/self/task stops listing it.)
+    deadline = time.monotonic() + 2.0
+    while len(os.listdir("/proc/self/task")) > threads and time.monotonic() < deadline:
+        time.sleep(0.001)
     assert len(os.listdir("/proc/self/task")) == threads
 
 

@@ -10,6 +10,7 @@ import asyncio
 import os
 import random
 import threading
+import time
 import zlib
 
 import pytest
@@ -27,6 +28,16 @@ def poller_threads():
         except FileNotFoundError:   # a thread that just ended
             pass
     return sum(name.startswith("wfc-poller-") for name in names)
+
+
+def poller_threads_gone_to(count, limit=2.0):
+    """poller_threads() once it is down to ``count`` (or after ``limit``
+    seconds): pthread_join() returns when the kernel has cleared the
+    thread's tid, a moment before /proc/self/task stops listing it."""
+    deadline = time.monotonic() + limit
+    while poller_threads() > count and time.monotonic() < deadline:
+        time.sleep(0.001)
+    return poller_threads()
 
 
 def test_pollers_start_parked_when_adaptive(no_leaks):
@@ -56,13 +67,13 @@ def test_parking_ends_the_poller_threads_and_unparking_starts_them(no_leaks):
             ep._request_phase("inline")
             loop.run_until_complete(asyncio.sleep(0))
             assert loop.poller_phase == "inline"
-            assert poller_threads() == before
+            assert poller_threads_gone_to(before) == before
         ep._request_phase("pollers")
         loop.run_until_complete(asyncio.sleep(0))
         assert poller_threads() == before + 3
     finally:
         loop.close()   # joins the running pollers
-    assert poller_threads() == before
+    assert poller_threads_gone_to(before) == before
 
 
 def test_pinned_pollers_are_threads(no_leaks):
@@ -73,7 +84,7 @@ def test_pinned_pollers_are_threads(no_leaks):
         assert poller_threads() == before + 2
     finally:
         loop.close()
-    assert poller_threads() == before
+    assert poller_threads_gone_to(before) == before
 
 
 def test_pinned_pollers_stay_in_the_pollers_phase(no_leaks):
