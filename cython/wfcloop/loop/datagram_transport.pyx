@@ -102,6 +102,7 @@ cdef char *batch_tails = NULL       # batch_buffer + the heads
 cdef iovec batch_iovecs[DATAGRAMS_PER_EVENT][2]
 cdef InetAddress batch_addresses[DATAGRAMS_PER_EVENT]
 cdef mmsghdr batch_headers[DATAGRAMS_PER_EVENT]
+cdef long batch_max_size = 0        # the max_size the slots are sized to (0: none yet)
 
 
 cdef class DatagramSocket:
@@ -333,10 +334,16 @@ cdef bint batch_ready() except -1:
 
 
 cdef void batch_sized(long max_size) noexcept:
-    """Size every slot of the batch to max_size (head, then tail)."""
+    """Size every slot of the batch to max_size (head, then tail), when it
+    is not sized so already; the address lengths are reset by the reads
+    that used them (read_batch)."""
+    global batch_max_size
     cdef int i
     cdef size_t head = max_size if max_size < BATCH_HEAD_SIZE else BATCH_HEAD_SIZE
     cdef size_t iovlen = 1 if max_size <= BATCH_HEAD_SIZE else 2
+    if max_size == batch_max_size:
+        return
+    batch_max_size = max_size
     for i in range(DATAGRAMS_PER_EVENT):
         batch_iovecs[i][0].iov_len = head
         batch_iovecs[i][1].iov_len = max_size - head
@@ -431,6 +438,11 @@ cdef read_batch(transport, DatagramSocket dsock, long max_size):
     except BaseException as exc:
         transport._fatal_error(exc, 'Fatal read error on datagram transport')
         return
+    finally:
+        # The kernel wrote these slots' address lengths: room again for
+        # the next read.
+        for i in range(n):
+            batch_headers[i].msg_hdr.msg_namelen = sizeof(InetAddress)
     dsock.read_singly = longer
     if n == 1:
         transport._protocol.datagram_received(data, address)
