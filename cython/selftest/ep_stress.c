@@ -17,7 +17,7 @@
  *     event it drains the channel (reads until EAGAIN) and counts tokens;
  *     in EPOLLONESHOT mode it re-arms with wfc_ep_mod() afterwards; with
  *     config.phase_flips it switches the core between the POLLERS and the
- *     INLINE phase at random (parking and unparking the pollers);
+ *     INLINE phase at random times (parking and unparking the pollers);
  *
  * Every registration gets a unique id, passed as the event's `data`.  A
  * global epoch counter is bumped after each wfc_ep_add()/wfc_ep_del()
@@ -114,9 +114,10 @@ struct ep_stress_config {
     int close_without_del;    /* storms also close registered fds without wfc_ep_del */
     int drain_timeout_ms;     /* give up this long without progress after the end */
     int maxevents;            /* wfc_ep_wait's maxevents, 1..64; 0: 64 */
-    int phase_flips;          /* poller mode: before about one wait in
-                                 phase_flips, the consumer asks for a random
-                                 phase (pollers or inline); 0: never */
+    int phase_flips;          /* poller mode: before the first wait and about
+                                 one in phase_flips after, the consumer asks
+                                 for the other phase (pollers or inline);
+                                 0: never */
     int adaptive;             /* poller mode: the core's adaptive rule on,
                                  its time constants divided by this (1: as
                                  shipped; 1000: a trial every few ms) */
@@ -147,6 +148,8 @@ struct ep_stress_result {
     int64_t st_pollers, st_harvested, st_harvested_inline, st_enqueued, st_enqueued_found_empty;
     int64_t st_coalesced, st_stale, st_wakeups, st_sleeps, st_splices, st_delivered;
     int64_t st_rearms, st_reaped, st_registered, st_phase_switches;
+    int64_t phase_requests;          /* phase_flips: switches asked for */
+    int64_t phase_requests_in_storm; /* of them, asked while workers ran */
     int64_t violations;       /* EP_STRESS_V_* bits */
     double seconds;
 };
@@ -553,9 +556,26 @@ static void ep_stress_consume(struct ep_stress_state *s, struct ep_stress_result
     uint64_t rng = s->cfg->seed ^ 0x9e3779b97f4a7c15ull;
 
     for (;;) {
-        if (s->cfg->phase_flips > 0
-            && stress_splitmix(rng++) % (uint64_t)s->cfg->phase_flips == 0)
-            wfc_ep_request_phase(s->ep, (int)(stress_splitmix(rng++) & 1));
+        /* At the first wait (the storms run: the workers started before
+         * it), then before about one wait in phase_flips, ask for the
+         * other phase: every request is a switch, so the run's count of
+         * them does not hang on how many waits a slow machine makes in
+         * 6,000 tokens (a random phase, half of them no switch, gave 5..7
+         * switches in a run there and 30..50 here).  wfc_ep_phase() is
+         * this thread's own last switch: only the consumer switches. */
+        if (s->cfg->phase_flips > 0 && s->cfg->pollers > 0
+            && (res->waits == 0
+                || stress_splitmix(rng++) % (uint64_t)s->cfg->phase_flips == 0)) {
+            int other = wfc_ep_phase(s->ep) == WFC_PHASE_POLLERS ? WFC_PHASE_INLINE
+                                                                 : WFC_PHASE_POLLERS;
+            if (wfc_ep_request_phase(s->ep, other) == 0) {
+                res->phase_requests++;
+                if (atomic_load_explicit(&s->active, memory_order_relaxed) > 0)
+                    res->phase_requests_in_storm++;
+            } else {
+                res->errors++;
+            }
+        }
         /* Acquire: every add/del whose epoch is <= snap returned before
          * this wait began. */
         int64_t snap = atomic_load_explicit(&s->epoch, memory_order_acquire);
@@ -859,7 +879,7 @@ int main(int argc, char **argv)
                    "errors=%lld adds=%lld dels=%lld mods=%lld reopens=%lld cwd=%lld "
                    "| core: harvested=%lld inline=%lld enqueued=%lld coalesced=%lld stale=%lld "
                    "wakeups=%lld sleeps=%lld splices=%lld rearms=%lld reaped=%lld registered=%lld "
-                   "switches=%lld "
+                   "switches=%lld (asked %lld) "
                    "%.3fs %s (0x%llx)\n",
                    cfg.pollers, cfg.ready_list_kind == WFC_READY_LIST_MUTEX ? "mutex" : "wfcq",
                    ep_stress_mode_name(cfg.mode), cfg.mods, cfg.close_without_del, cfg.phase_flips,
@@ -874,7 +894,7 @@ int main(int argc, char **argv)
                    (long long)r.st_coalesced, (long long)r.st_stale, (long long)r.st_wakeups,
                    (long long)r.st_sleeps, (long long)r.st_splices, (long long)r.st_rearms,
                    (long long)r.st_reaped, (long long)r.st_registered,
-                   (long long)r.st_phase_switches, r.seconds,
+                   (long long)r.st_phase_switches, (long long)r.phase_requests, r.seconds,
                    r.violations ? "FAIL" : "ok", (unsigned long long)r.violations);
             fflush(stdout);
             runs++;

@@ -212,6 +212,8 @@ cdef extern from "selftest/ep_stress.c" nogil:
         int64_t st_reaped
         int64_t st_registered
         int64_t st_phase_switches
+        int64_t phase_requests
+        int64_t phase_requests_in_storm
         int64_t violations
         double seconds
 
