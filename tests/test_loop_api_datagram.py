@@ -129,6 +129,10 @@ def test_isinstance_datagram_transport_on_wfcloop(no_leaks):
         loop.close()
 
 
+BAD_ADDRESSES = [("127.0.0.1",), ("127.0.0.1", "x"), ("1.2.3.4.5", 9), ["127.0.0.1", 9],
+                 ("127.0.0.1\0", 9), ("127.0.0.1", 70000)]
+
+
 def test_connection_refused_and_bad_arguments(no_leaks):
     async def scenario():
         loop = asyncio.get_running_loop()
@@ -148,20 +152,27 @@ def test_connection_refused_and_bad_arguments(no_leaks):
         out.append(outcome(t.sendto, b"x", dead))      # the same address: fine
         t.close()
         out.append(await p.lost)
-        # Unconnected: bad address types and values.
+        # Unconnected: bad address types and values, each on an endpoint of
+        # its own: asyncio's sendto() gives an OSError to error_received()
+        # and makes anything else (TypeError, OverflowError) a fatal error
+        # that closes the transport, after which a sendto() does nothing.
+        for addr in BAD_ADDRESSES:
+            u, up = await loop.create_datagram_endpoint(Recorder, local_addr=("127.0.0.1", 0))
+            out.append(outcome(u.sendto, b"y", addr))
+            await until(lambda: len(up.events) > 1)
+            if not u.is_closing():
+                u.close()
+            await up.lost
+            out.append(up.events[1:])
+        # A name and a numeric address of its own reach it.
         u, up = await loop.create_datagram_endpoint(Recorder, local_addr=("127.0.0.1", 0))
         me = u.get_extra_info("sockname")
-        # (The last one is a fatal error, as in asyncio: the transport closes.)
-        for addr in [("127.0.0.1",), ("127.0.0.1", "x"), ("1.2.3.4.5", 9), ("localhost", me[1]),
-                     ["127.0.0.1", me[1]], ("127.0.0.1\0", 9), ("127.0.0.1", me[1]),
-                     ("127.0.0.1", 70000)]:
+        for addr in [("localhost", me[1]), ("127.0.0.1", me[1])]:
             out.append(outcome(u.sendto, b"y", addr))
         await until(lambda: len(up.got) >= 2)
-        out.append(sorted(d for d, _ in up.got))
-        out.append(up.events[1:])
-        if not u.is_closing():
-            u.close()
-        out.append(type(await up.lost).__name__)
+        out.append([(d, a == me) for d, a in up.got])   # from itself
+        u.close()
+        out.append(await up.lost)
         return out
 
     results = run_on_each(scenario)
@@ -170,6 +181,14 @@ def test_connection_refused_and_bad_arguments(no_leaks):
     assert ref[1].type is TypeError
     assert ref[2] == (ValueError, "Invalid address: must be None")
     assert ref[3] is None
+    bad = dict(zip(map(repr, BAD_ADDRESSES), ref[6:6 + 2 * len(BAD_ADDRESSES):2]))
+    assert bad[repr(("1.2.3.4.5", 9))] == [("error", "gaierror", socket.EAI_NONAME), ("lost", None)]
+    assert bad[repr(("127.0.0.1", 70000))] == [
+        ("lost", ("OverflowError", "sendto(): port must be 0-65535."))]
+    assert bad[repr(["127.0.0.1", 9])][0][1][0] == "TypeError"
+    assert all(r is None for r in ref[5:5 + 2 * len(BAD_ADDRESSES):2])   # none raises
+    assert ref[-4:-1] == [None, None, [(b"y", True), (b"y", True)]]
+    assert ref[-1] is None
 
 
 def test_sendto_after_close_and_abort(no_leaks, caplog):
