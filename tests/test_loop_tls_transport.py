@@ -782,6 +782,52 @@ def test_nothing_left_after_close(certs, no_leaks):
     assert_all(run_on_each(scenario), [True] * 10)
 
 
+def test_closed_transport_kept_by_its_protocol_lets_go_of_the_connection(certs, no_leaks):
+    """An application protocol that keeps its transport after the
+    connection is lost, then closes it: the transport lets go of the TLS
+    protocol (as asyncio's does), so the client's SSLContext is freed by
+    reference counting alone (CPython's test_create_connection_memory_leak,
+    which failed on 3.13 when the compiled transport kept it)."""
+    async def scenario():
+        loop = asyncio.get_running_loop()
+
+        class Server(Echo):
+            def connection_made(self, transport):
+                super().connection_made(transport)
+                transport.write(b"O")
+                transport.close()   # close_notify, then the socket closes
+
+        server = await loop.create_server(Server, "127.0.0.1", 0,
+                                          ssl=server_context(certs["good"]))
+        port = server.sockets[0].getsockname()[1]
+        ctx = client_context(certs["ca"])
+        tr, proto = await loop.create_connection(
+            lambda: Client(loop), "127.0.0.1", port, ssl=ctx, server_hostname="localhost")
+        native_transport = native(loop, tr)
+        await proto.lost
+        ref = weakref.ref(ctx)
+        del ctx
+        kept_before = ref() is not None     # the transport still has it
+        tr.close()                          # closed already: lets go
+        out = [native_transport, bytes(proto.data), proto.events, tr.is_closing(),
+               kept_before, ref() is None, proto.transport is tr]
+        try:
+            tr.get_extra_info("sslcontext")
+        except AttributeError:
+            out.append("AttributeError")
+        server.close()
+        await server.wait_closed()
+        return out
+
+    gc.disable()   # reference counting only, as in CPython's test
+    try:
+        results = run_on_each(scenario)
+    finally:
+        gc.enable()
+    assert_all(results, [True, b"O", ["made", "eof", "lost:None"], True, True, True, True,
+                         "AttributeError"])
+
+
 def test_debug_log_messages(certs, caplog, no_leaks):
     async def scenario():
         loop = asyncio.get_running_loop()

@@ -728,6 +728,17 @@ cdef object new_tls_transport(loop, TLSProtocolBase protocol):
     return transport
 
 
+cdef TLSProtocolBase tls_protocol_of(transport):
+    """The TLS protocol under an application's SSLTransport.  A transport
+    closed a second time has let go of it (see SSLTransport.close); then
+    AttributeError, as asyncio's transport raises there."""
+    protocol = transport._wfc_tls
+    if protocol is None:
+        raise AttributeError(
+            "the TLS transport was closed and has let go of its TLS protocol")
+    return <TLSProtocolBase>protocol
+
+
 class SSLTransport(FlowControlMixin, AsyncioTransport):
     """The transport a TLS connection's application holds: asyncio's
     SSL transport contract (start_tls() of it works, sendfile() takes the
@@ -755,19 +766,19 @@ class SSLTransport(FlowControlMixin, AsyncioTransport):
     @property
     def _protocol_paused(self):
         # What sendfile's fallback reads: is the application paused?
-        return (<TLSProtocolBase>self._wfc_tls).app_writing_paused
+        return tls_protocol_of(self).app_writing_paused
 
     def get_extra_info(self, name, default=None):
         """'sslcontext', and after the handshake 'peercert', 'cipher',
         'compression' and 'ssl_object'; anything else the underlying
         transport's."""
-        return (<TLSProtocolBase>self._wfc_tls).get_extra(name, default)
+        return tls_protocol_of(self).get_extra(name, default)
 
     def set_protocol(self, protocol):
-        (<TLSProtocolBase>self._wfc_tls).set_app_protocol(protocol)
+        tls_protocol_of(self).set_app_protocol(protocol)
 
     def get_protocol(self):
-        return (<TLSProtocolBase>self._wfc_tls).app_protocol
+        return tls_protocol_of(self).app_protocol
 
     def is_closing(self):
         return self._wfc_closed
@@ -778,7 +789,14 @@ class SSLTransport(FlowControlMixin, AsyncioTransport):
         follows.  No more data is received."""
         if not self._wfc_closed:
             self._wfc_closed = True
-            (<TLSProtocolBase>self._wfc_tls).start_shutdown()
+            tls_protocol_of(self).start_shutdown()
+        else:
+            # Closed again (or after the connection was lost): let go of
+            # the TLS protocol, as asyncio's transport does, so that an
+            # application protocol that keeps this transport does not keep
+            # the connection's SSLContext, SSLObject and buffers alive
+            # (CPython's test_create_connection_memory_leak).
+            self._wfc_tls = None
 
     def __del__(self):
         if not self._wfc_closed:
@@ -787,15 +805,15 @@ class SSLTransport(FlowControlMixin, AsyncioTransport):
                           ResourceWarning)
 
     def is_reading(self):
-        return not (<TLSProtocolBase>self._wfc_tls).app_reading_paused
+        return not tls_protocol_of(self).app_reading_paused
 
     def pause_reading(self):
         """No more data_received() until resume_reading()."""
-        (<TLSProtocolBase>self._wfc_tls).app_reading_paused = True
+        tls_protocol_of(self).app_reading_paused = True
 
     def resume_reading(self):
         """data_received() again (from the next loop iteration)."""
-        cdef TLSProtocolBase protocol = self._wfc_tls
+        cdef TLSProtocolBase protocol = tls_protocol_of(self)
         if protocol.app_reading_paused:
             protocol.app_reading_paused = False
             protocol.loop.call_soon(protocol.resume_app_reading)
@@ -803,34 +821,34 @@ class SSLTransport(FlowControlMixin, AsyncioTransport):
     def set_write_buffer_limits(self, high=None, low=None):
         """pause_writing() past high bytes buffered, resume_writing() at
         low or less (defaults: 512 KiB, high // 4)."""
-        cdef TLSProtocolBase protocol = self._wfc_tls
+        cdef TLSProtocolBase protocol = tls_protocol_of(self)
         protocol.outgoing_high_water, protocol.outgoing_low_water = \
             flowcontrol_limits(high, low, SSL_HIGH_WATER_WRITE_KIB)
         protocol.control_app_writing()
 
     def get_write_buffer_limits(self):
-        cdef TLSProtocolBase protocol = self._wfc_tls
+        cdef TLSProtocolBase protocol = tls_protocol_of(self)
         return (protocol.outgoing_low_water, protocol.outgoing_high_water)
 
     def get_write_buffer_size(self):
         """Bytes not sent yet: records in the outgoing BIO and data not
         encrypted yet."""
-        return (<TLSProtocolBase>self._wfc_tls).get_write_buffer_size()
+        return tls_protocol_of(self).get_write_buffer_size()
 
     def set_read_buffer_limits(self, high=None, low=None):
         """Pause the underlying transport past high bytes of records not
         decrypted yet, resume it at low (defaults: 256 KiB, high // 4)."""
-        cdef TLSProtocolBase protocol = self._wfc_tls
+        cdef TLSProtocolBase protocol = tls_protocol_of(self)
         protocol.incoming_high_water, protocol.incoming_low_water = \
             flowcontrol_limits(high, low, SSL_HIGH_WATER_READ_KIB)
         protocol.control_ssl_reading()
 
     def get_read_buffer_limits(self):
-        cdef TLSProtocolBase protocol = self._wfc_tls
+        cdef TLSProtocolBase protocol = tls_protocol_of(self)
         return (protocol.incoming_low_water, protocol.incoming_high_water)
 
     def get_read_buffer_size(self):
-        return (<TLSProtocolBase>self._wfc_tls).incoming.pending
+        return tls_protocol_of(self).incoming.pending
 
     def write(self, data):
         """Encrypt data and send it (or buffer it) without blocking."""
@@ -839,11 +857,11 @@ class SSLTransport(FlowControlMixin, AsyncioTransport):
                             f"got {type(data).__name__}")
         if not data:
             return
-        (<TLSProtocolBase>self._wfc_tls).write_appdata(data)
+        tls_protocol_of(self).write_appdata(data)
 
     def writelines(self, list_of_data):
         """write() each item, with the records sent in one write."""
-        (<TLSProtocolBase>self._wfc_tls).write_appdata_list(list_of_data)
+        tls_protocol_of(self).write_appdata_list(list_of_data)
 
     def write_eof(self):
         """Not supported over TLS: raises NotImplementedError."""
@@ -854,17 +872,18 @@ class SSLTransport(FlowControlMixin, AsyncioTransport):
 
     def abort(self):
         """Close at once: buffered data is lost, connection_lost(None)
-        follows."""
-        self._wfc_closed = True
-        (<TLSProtocolBase>self._wfc_tls).abort(None)
+        follows.  Nothing to do once the transport let go of its TLS
+        protocol (as asyncio's from 3.12)."""
+        self._force_close(None)
 
     def _force_close(self, exc):
         self._wfc_closed = True
-        (<TLSProtocolBase>self._wfc_tls).abort(exc)
+        if self._wfc_tls is not None:
+            (<TLSProtocolBase>self._wfc_tls).abort(exc)
 
     def _test__append_write_backlog(self, data):
         # asyncio's test hook (CPython's test_ssl fills the backlog with it).
-        cdef TLSProtocolBase protocol = self._wfc_tls
+        cdef TLSProtocolBase protocol = tls_protocol_of(self)
         protocol.write_backlog.append(data)
         protocol.write_buffer_size += len(data)
 
