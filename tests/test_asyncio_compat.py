@@ -119,6 +119,9 @@ def test_flags_say_what_this_python_does():
     transport = selector_events._SelectorSocketTransport
     assert compat.HAVE_MAKE_EMPTY_WAITER == hasattr(transport, "_make_empty_waiter")
     assert compat.BUFFER_FACTORY_IS_BYTEARRAY == (v < (3, 12))
+    assert compat.DATAGRAM_HEADER_SIZE == (8 if v >= (3, 13) else 0)
+    if v < (3, 13):
+        assert not compat.DATAGRAM_HEADER_LEAK   # (its effect: test_loop_api_datagram)
 
 
 def test_every_declared_state_name_is_on_real_stdlib_objects():

@@ -353,7 +353,11 @@ DATAGRAM_TRANSPORT_STATE = {
     "max_size": ("field", "the read size asyncio asks recvfrom for (class attribute)"),
     "_read_ready": ("method", "the reader callback; overridden"),
     "_fatal_error": ("method", "asyncio's error report and close"),
-    "_sendto_ready": ("method", "asyncio's writer for buffered datagrams (inherited)"),
+    "_sendto_ready": ("method", "asyncio's writer for buffered datagrams (overridden where DATAGRAM_HEADER_LEAK)"),
+    "_buffer_size": ("field", "the write buffer's size, payloads plus DATAGRAM_HEADER_SIZE each"),
+    "_sock": ("field", "the socket the buffered datagrams are sent on"),
+    "_maybe_resume_protocol": ("method", "resume_writing() once the buffer is at the low-water mark"),
+    "_call_connection_lost": ("method", "a closing transport's end once its buffer went out"),
 }
 
 SSL_TRANSPORT_STATE = {
@@ -428,6 +432,18 @@ HAVE_MAKE_EMPTY_WAITER = hasattr(SelectorSocketTransport, "_make_empty_waiter")
 # 3.11's transport makes its write buffer with _buffer_factory (a bytearray
 # per transport); 3.12 keeps a deque of buffers instead.
 BUFFER_FACTORY_IS_BYTEARRAY = getattr(SelectorSocketTransport, "_buffer_factory", None) is bytearray
+# 3.13.0 counts 8 bytes of header for each datagram sendto() buffers, but
+# its _sendto_ready() takes back only the payload's length when it sends
+# one (CPython gh-135444, fixed in August 2025 on the 3.13 branch and in
+# 3.14, where the count became the _header_size class attribute): the
+# buffer size then never returns to 0 after a burst, so a protocol paused
+# by pause_writing() may never be resumed.  Where this Python's asyncio has
+# that, DatagramTransport drains its buffer with the fixed accounting.
+DATAGRAM_HEADER_LEAK = (sys.version_info >= (3, 13)
+                        and not hasattr(SelectorDatagramTransport, "_header_size"))
+# The bytes counted per buffered datagram on top of its payload.
+DATAGRAM_HEADER_SIZE = getattr(SelectorDatagramTransport, "_header_size",
+                               8 if sys.version_info >= (3, 13) else 0)
 
 
 def declared(table, name):

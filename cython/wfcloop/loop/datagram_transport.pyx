@@ -91,6 +91,8 @@ cdef object SelectorDatagramTransport = asyncio_compat.SelectorDatagramTransport
 cdef object super_sendto = asyncio_compat.base_datagram_transport_sendto
 cdef object super_read_ready = asyncio_compat.base_datagram_read_ready
 cdef object AsyncioDatagramTransport = asyncio.DatagramTransport
+cdef bint DATAGRAM_HEADER_LEAK = asyncio_compat.DATAGRAM_HEADER_LEAK
+cdef Py_ssize_t DATAGRAM_HEADER_SIZE = asyncio_compat.DATAGRAM_HEADER_SIZE
 
 # The batch that read_datagrams() hands to recvmmsg(): module state, as
 # read_buffer is.  Only a thread holding the GIL reads into it, and every
@@ -586,7 +588,8 @@ class DatagramTransport(SelectorDatagramTransport, AsyncioDatagramTransport):
     datagram_received() on its own, in order.
     sendto() sends in C while nothing is buffered.  Everything else
     (buffering, flow control, close, abort, errors, extra info) is
-    asyncio's.  It is an asyncio.DatagramTransport on every Python (the
+    asyncio's, but for the count of the buffer on a 3.13 that loses it
+    (see _sendto_ready).  It is an asyncio.DatagramTransport on every Python (the
     stdlib's is one from 3.12)."""
 
     def __init__(self, loop, sock, protocol, address=None, waiter=None, extra=None):
@@ -611,3 +614,40 @@ class DatagramTransport(SelectorDatagramTransport, AsyncioDatagramTransport):
         of the send goes to the protocol's error_received()."""
         if not send_now(self, data, addr):
             super_sendto(self, data, addr)
+
+    if DATAGRAM_HEADER_LEAK:
+        def _sendto_ready(self):
+            """Send the buffered datagrams, in order, until the socket
+            would block (asyncio's writer), each one sent taking back what
+            sendto() counted for it: its length and the header bytes.
+            Only on a Python whose asyncio takes back the length alone
+            (asyncio_compat.DATAGRAM_HEADER_LEAK), where the buffer size
+            would never return to 0 and resume_writing() might never come."""
+            cdef Py_ssize_t counted
+            buffer = self._buffer
+            while buffer:
+                data, addr = buffer.popleft()
+                counted = len(data) + DATAGRAM_HEADER_SIZE
+                self._buffer_size -= counted
+                try:
+                    if self._extra['peername']:
+                        self._sock.send(data)
+                    else:
+                        self._sock.sendto(data, addr)
+                except (BlockingIOError, InterruptedError):
+                    buffer.appendleft((data, addr))   # the next writable event
+                    self._buffer_size += counted
+                    break
+                except OSError as exc:
+                    self._protocol.error_received(exc)
+                    return
+                except (SystemExit, KeyboardInterrupt):
+                    raise
+                except BaseException as exc:
+                    self._fatal_error(exc, 'Fatal write error on datagram transport')
+                    return
+            self._maybe_resume_protocol()   # its resume_writing() may buffer more
+            if not buffer:
+                self._loop._remove_writer(self._sock_fd)
+                if self._closing:
+                    self._call_connection_lost(None)
