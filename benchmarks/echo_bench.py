@@ -1067,7 +1067,8 @@ def main(argv=None):
     # the servers' stderr, one file per server and mode, and the run's
     # throw-away certificate: always under benchmarks/out/ (ignored by git),
     # never next to a --json that lands in results/
-    log_dir = OUT_DIR / f"{json_path.stem}-{stamp}-logs"
+    log_dir = OUT_DIR / (f"{json_path.stem}-logs" if stamp in json_path.stem
+                         else f"{json_path.stem}-{stamp}-logs")
     log_dir.mkdir(parents=True, exist_ok=True)
 
     cells = [dict(mode=m, size=s, conns=c) for m in modes for s in sizes for c in conns

@@ -24,6 +24,10 @@ async def echo(reader, writer):
         pass  # the client went away (or we dropped it at shutdown)
     finally:
         writer.close()
+        try:
+            await writer.wait_closed()  # takes the close's error, if any
+        except ConnectionError:
+            pass
 
 
 async def main(args):
