@@ -330,6 +330,8 @@ SOCKET_TRANSPORT_STATE = {
     "_read_ready__get_buffer": ("method", "BufferedProtocol read path; overridden"),
     "_read_ready__on_eof": ("method", "EOF handling, asyncio's; wrapped"),
     "_fatal_error": ("method", "asyncio's error report and close"),
+    "_write_ready": ("field", "the writer a write that could not send it all registers (a method on 3.11, chosen per instance from 3.12)"),
+    "_maybe_pause_protocol": ("method", "pause_writing() once that write's buffer is above the high-water mark"),
     "_force_close": ("method", "abort path; wrapped; the TLS protocol drops its underlying transport with it"),
     "_start_tls_compatible": ("method", "what start_tls() checks on a transport (True here and on SSLTransport)"),
     "_add_reader": ("method", "the transport's reader registration; wrapped (TransportMap)"),

@@ -245,10 +245,14 @@ class SocketTransport(SelectorSocketTransport):
         self._low_water = shared_limit(self._low_water)
 
 
+cdef bint WRITE_BUFFER_IS_BYTEARRAY = asyncio_compat.BUFFER_FACTORY_IS_BYTEARRAY
+
+
 cdef plain_write(self, data):
-    """write() without poller-side I/O: send now when nothing is buffered
-    and it all fits in the socket; otherwise asyncio's write() buffers the
-    rest."""
+    """write() without poller-side I/O: asyncio's write(), with the send
+    of a write that finds nothing buffered made in C.  As in asyncio, that
+    one send is all the write tries: what the socket does not take is
+    buffered for the writer, an error is the transport's fatal error."""
     cdef ssize_t n
     if (type(data) is bytes and not self._buffer and not self._eof
             and self._empty_waiter is None and not self._conn_lost
@@ -257,10 +261,38 @@ cdef plain_write(self, data):
                    PyBytes_GET_SIZE(data), MSG_NOSIGNAL)
         if n == PyBytes_GET_SIZE(data):
             return
-        if n > 0:
-            data = data[n:]
-        # EAGAIN, an error or a partial send: asyncio's write tries
-        # again (and reports the error the way it always does).
+        if n < 0:
+            # (EWOULDBLOCK is EAGAIN on Linux; asyncio's send would have
+            # retried an EINTR, the writer retries it here.)
+            if errno != EAGAIN and errno != EINTR:
+                try:
+                    PyErr_SetFromErrno(OSError)
+                except OSError as exc:
+                    self._fatal_error(exc, 'Fatal write error on socket transport')
+                return
+            n = 0
+        buffer_unsent(self, data, n)
+        return
     if type(self._buffer) is bytes:
         self._buffer = bytearray()  # the first write that may buffer
     super_write(self, data)
+
+
+cdef buffer_unsent(self, data, ssize_t sent):
+    """The end of asyncio's write() after its send took ``sent`` bytes of
+    ``data`` (0: the socket was full) with nothing buffered before: the
+    writer registered, the rest buffered as asyncio buffers it (3.11: a
+    bytearray extended; 3.12+: a deque of the bytes or a memoryview of
+    their tail), the protocol paused if that is above the high-water
+    mark.  Trying the send again instead (asyncio's write() would) costs
+    a system call and is not what asyncio does: after a reset it reports
+    EPIPE where asyncio reports ECONNRESET, and a peer that has gone
+    takes a second send before the protocol is paused."""
+    self._loop._add_writer(self._sock_fd, self._write_ready)
+    if WRITE_BUFFER_IS_BYTEARRAY:
+        if type(self._buffer) is bytes:
+            self._buffer = bytearray()
+        self._buffer.extend(memoryview(data)[sent:] if sent else data)
+    else:
+        self._buffer.append(memoryview(data)[sent:] if sent else data)
+    self._maybe_pause_protocol()
