@@ -738,8 +738,9 @@ def test_buffered_protocol_app(certs, buffer_type, no_leaks):
 
 def test_buffered_protocol_app_with_a_bytearray_buffer(certs, no_leaks):
     """get_buffer() returning a bytearray: every byte arrives on wfcloop.
-    (asyncio 3.11's sslproto reads the second and later records of a read
-    into a slice of the bytearray, a copy, and loses them: not compared.)"""
+    (asyncio's sslproto, 3.11 to 3.13, reads the second and later records
+    of a read into a slice of the bytearray, a copy, and loses them:
+    CPython gh-156275; not compared.)"""
     payload = bytes(range(251)) * 4200
     results = run_on_each(buffered_app_scenario(certs, payload, bytearray))
     del results["stdlib"]
