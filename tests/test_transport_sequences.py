@@ -78,30 +78,51 @@ peer_ops = st.one_of(
 sequences = st.lists(st.one_of(server_ops, server_ops, peer_ops), min_size=1, max_size=22)
 
 
-class Recorder(asyncio.Protocol):
-    """A protocol that writes down its callbacks, by step, and checks that
-    the bytes it receives are the peer's, in order."""
+class StepLog:
+    """What both kinds of recording protocol share: callbacks written down
+    by the step they came in (``clock[0]``), connection_made() and
+    connection_lost() among them."""
 
-    def __init__(self, clock, keep_open_on_eof):
-        self.clock = clock                  # clock[0]: the current step
-        self.keep_open_on_eof = keep_open_on_eof
+    def __init__(self, clock):
+        self.clock = clock
         self.events = []
-        self.received = 0
-        self.sent = 0                       # bytes this side asked to write
         self.transport = None
+        self.received = 0
+        self.sent = 0
         self.reading = True
         self.lost = False
-        self.eof = False
-        self.made = threading.Event()
-        self.corrupt = None
 
     def note(self, *event):
         self.events.append((self.clock[0],) + event)
 
+    def note_folded(self, kind, value):
+        """A ``kind`` event with ``value``, added to the last one's where
+        that was a ``kind`` event of this step (one per step and kind)."""
+        last = self.events[-1] if self.events else None
+        if last and last[0] == self.clock[0] and last[1] == kind:
+            self.events[-1] = last[:2] + (last[2] + value,)
+        else:
+            self.note(kind, value)
+
     def connection_made(self, transport):
         self.transport = transport
         self.note("made")
-        self.made.set()
+
+    def connection_lost(self, exc):
+        self.lost = True
+        self.note("lost", None if exc is None else (type(exc).__name__, getattr(exc, "errno", None)))
+
+
+class Recorder(StepLog, asyncio.Protocol):
+    """A protocol that writes down its callbacks, by step, and checks that
+    the bytes it receives are the peer's, in order (``received`` and
+    ``sent`` count bytes)."""
+
+    def __init__(self, clock, keep_open_on_eof):
+        super().__init__(clock)
+        self.keep_open_on_eof = keep_open_on_eof
+        self.eof = False
+        self.corrupt = None
 
     def data_received(self, data):
         self.got(data)
@@ -111,11 +132,7 @@ class Recorder(asyncio.Protocol):
         if bytes(data) != expected and self.corrupt is None:
             self.corrupt = (self.received, len(data))
         self.received += len(data)
-        last = self.events[-1] if self.events else None
-        if last and last[0] == self.clock[0] and last[1] == "data":
-            self.events[-1] = last[:2] + (last[2] + len(data),)
-        else:
-            self.note("data", len(data))
+        self.note_folded("data", len(data))
 
     def eof_received(self):
         self.eof = True
@@ -127,10 +144,6 @@ class Recorder(asyncio.Protocol):
 
     def resume_writing(self):
         self.note("resume_writing")
-
-    def connection_lost(self, exc):
-        self.lost = True
-        self.note("lost", None if exc is None else (type(exc).__name__, getattr(exc, "errno", None)))
 
     def chunk(self, size):
         """The next ``size`` bytes this side writes."""
@@ -234,11 +247,15 @@ def apply_server(op, server):
         return transport.writelines([server.chunk(size) for size in op[1]])
     if name == "set_write_buffer_limits":
         return transport.set_write_buffer_limits(high=op[1])
-    result = getattr(transport, name)()
-    if name == "pause_reading":
-        server.reading = False
-    elif name == "resume_reading":
-        server.reading = True
+    return call_tracking_reading(server, name)
+
+
+def call_tracking_reading(protocol, name):
+    """``protocol.transport.<name>()``, with pause/resume_reading noted in
+    ``protocol.reading`` (what the settling reads)."""
+    result = getattr(protocol.transport, name)()
+    if name in ("pause_reading", "resume_reading"):
+        protocol.reading = name == "resume_reading"
     return result
 
 
@@ -252,12 +269,7 @@ def apply_peer(op, peer):
         if sock is not None and sock.fileno() >= 0:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
         return transport.abort()
-    result = getattr(transport, name)()
-    if name == "pause_reading":
-        peer.reading = False
-    elif name == "resume_reading":
-        peer.reading = True
-    return result
+    return call_tracking_reading(peer, name)
 
 
 def delivered(sender, receiver):
@@ -276,24 +288,25 @@ def ending(side, other):
     return finished and other.reading and not (other.eof or other.lost)
 
 
-def snapshot(*protocols):
-    return tuple((len(p.events), p.received) for p in protocols)
-
-
-async def settle(server, peer, cap):
-    """Wait until the connection is quiet (see the module's docstring)."""
+async def settle(server, peer, cap, nothing_due):
+    """Wait until both ends are quiet (see the module's docstring):
+    ``nothing_due()`` is true and neither end has had a callback or
+    received anything for QUIET seconds; at most ``cap`` seconds."""
     deadline = time.monotonic() + cap
     last, quiet_since = None, time.monotonic()
     while time.monotonic() < deadline:
         await asyncio.sleep(0.002)
-        now = snapshot(server, peer)
+        now = tuple((len(p.events), p.received) for p in (server, peer))
         if now != last:
             last, quiet_since = now, time.monotonic()
             continue
-        if (delivered(server, peer) and delivered(peer, server)
-                and not ending(server, peer) and not ending(peer, server)
-                and time.monotonic() - quiet_since >= QUIET):
+        if nothing_due() and time.monotonic() - quiet_since >= QUIET:
             return
+
+
+def connection_settled(server, peer):
+    return (delivered(server, peer) and delivered(peer, server)
+            and not ending(server, peer) and not ending(peer, server))
 
 
 def observed(exc):
@@ -305,14 +318,18 @@ def observed(exc):
     return AttributeError if isinstance(exc, AttributeError) else Raised(exc)
 
 
+def outcome_of(method):
+    """``method()``'s return value, or what is compared of its exception."""
+    try:
+        return method()
+    except Exception as exc:
+        return observed(exc)
+
+
 def transport_state(transport):
-    def ask(method):
-        try:
-            return getattr(transport, method)()
-        except Exception as exc:
-            return observed(exc)
-    size = ask("get_write_buffer_size")
-    return (ask("is_closing"), ask("is_reading"), size > 0 if type(size) is int else size)
+    size = outcome_of(transport.get_write_buffer_size)
+    return (outcome_of(transport.is_closing), outcome_of(transport.is_reading),
+            size > 0 if type(size) is int else size)
 
 
 async def run_sequence(sequence, keep_open, tls, buffered):
@@ -345,7 +362,8 @@ async def run_sequence(sequence, keep_open, tls, buffered):
                 break
             await asyncio.sleep(0.005)
         assert server.transport is not None, "server never accepted"
-        await settle(server, peer, STEP_CAP)
+        settled = lambda: connection_settled(server, peer)
+        await settle(server, peer, STEP_CAP, settled)
         for index, op in enumerate(sequence, 1):
             clock[0] = index
             if op[0].startswith("peer_"):
@@ -355,7 +373,7 @@ async def run_sequence(sequence, keep_open, tls, buffered):
                     result = apply_server(op, server)
                 except Exception as exc:
                     result = observed(exc)
-            await settle(server, peer, STEP_CAP)
+            await settle(server, peer, STEP_CAP, settled)
             steps.append((op, result, transport_state(server.transport),
                           peer_thread.call(transport_state, peer.transport)))
         clock[0] = "teardown"
@@ -384,17 +402,24 @@ async def run_sequence(sequence, keep_open, tls, buffered):
     }
 
 
-def records(sequence, keep_open, tls, buffered=False):
+def on_each_loop(run, *args):
+    """``{loop name: the record of run(*args)}`` with the server on each
+    loop of LOOPS."""
     results = {}
     for name, factory in LOOPS.items():
         with asyncio.Runner(loop_factory=factory) as runner:
-            results[name] = runner.run(run_sequence(sequence, keep_open, tls, buffered))
+            results[name] = runner.run(run(*args))
     return results
+
+
+def records(sequence, keep_open, tls, buffered=False):
+    return on_each_loop(run_sequence, sequence, keep_open, tls, buffered)
 
 
 def assert_all_same(results):
     reference = results["stdlib"]
     assert reference.get("corrupt", (None, None)) == (None, None)
+    assert reference.get("bad", (None, None)) == (None, None)
     for name, result in results.items():
         for key in reference:
             assert result[key] == reference[key], f"{name} differs from stdlib in {key!r}"
@@ -404,9 +429,10 @@ def open_fds():
     return {fd for fd in os.listdir("/proc/self/fd") if os.path.exists(f"/proc/self/fd/{fd}")}
 
 
-def check(sequence, keep_open, tls, buffered):
+def check(records_of, *args):
+    """The records of one sequence the same on every loop, nothing left."""
     fds, threads = open_fds(), set(threading.enumerate())
-    assert_all_same(records(sequence, keep_open, tls, buffered))
+    assert_all_same(records_of(*args))
     assert not (open_fds() - fds), "leaked fds"
     assert not (set(threading.enumerate()) - threads), "leaked threads"
 
@@ -418,13 +444,13 @@ EXAMPLE_SETTINGS = dict(deadline=None, derandomize=True,
 @settings(max_examples=scale(12, 300), **EXAMPLE_SETTINGS)
 @given(sequence=sequences, keep_open=st.booleans(), buffered=st.booleans())
 def test_tcp_transport_sequences_match_asyncio(sequence, keep_open, buffered):
-    check(sequence, keep_open, False, buffered)
+    check(records, sequence, keep_open, False, buffered)
 
 
 @settings(max_examples=scale(6, 150), **EXAMPLE_SETTINGS)
 @given(sequence=sequences, keep_open=st.booleans(), buffered=st.booleans())
 def test_tls_transport_sequences_match_asyncio(sequence, keep_open, buffered):
-    check(sequence, keep_open, True, buffered)
+    check(records, sequence, keep_open, True, buffered)
 
 
 def test_a_known_tcp_sequence():
@@ -494,30 +520,18 @@ datagram_ops = st.one_of(
 datagram_sequences = st.lists(datagram_ops, min_size=1, max_size=22)
 
 
-class DatagramRecorder(asyncio.DatagramProtocol):
+class DatagramRecorder(StepLog, asyncio.DatagramProtocol):
     """Callbacks by step; each datagram received checked against its
-    number and the bytes its sender made for it."""
+    number and the bytes its sender made for it (``received`` and ``sent``
+    count datagrams)."""
 
     def __init__(self, clock):
-        self.clock = clock
-        self.events = []
-        self.transport = None
-        self.sent = 0                # datagrams this side sent
+        super().__init__(clock)
         self.sent_bytes = 0
-        self.received = 0
         self.received_bytes = 0
-        self.reading = True
-        self.lost = False
         self.closed = False          # the peer's own end closed (peer side)
         self.bad = None
         self.peer_address = None
-
-    def note(self, *event):
-        self.events.append((self.clock[0],) + event)
-
-    def connection_made(self, transport):
-        self.transport = transport
-        self.note("made")
 
     def datagram(self, size, dropped=False):
         """This side's next datagram of ``size`` bytes.  Empty ones are
@@ -542,18 +556,11 @@ class DatagramRecorder(asyncio.DatagramProtocol):
             self.bad = self.bad or (number, size, addr)
         self.received += 1
         self.received_bytes += size
-        last = self.events[-1] if self.events else None
-        if last and last[0] == self.clock[0] and last[1] == "datagrams":
-            self.events[-1] = last[:2] + (last[2] + (size,),)
-        else:
-            self.note("datagrams", (size,))
+        self.note_folded("datagrams", (size,))
 
     def error_received(self, exc):
         self.note("error", type(exc).__name__, getattr(exc, "errno", None))
 
-    def connection_lost(self, exc):
-        self.lost = True
-        self.note("lost", None if exc is None else type(exc).__name__)
 
 
 def apply_datagram(op, server, peer, peer_thread):
@@ -585,12 +592,7 @@ def apply_datagram(op, server, peer, peer_thread):
     if name == "peer_close":
         peer.closed = True
         return peer_thread.call(peer.transport.close)
-    result = getattr(transport, name)()
-    if name == "pause_reading":
-        server.reading = False
-    elif name == "resume_reading":
-        server.reading = True
-    return result
+    return call_tracking_reading(server, name)
 
 
 def datagrams_delivered(sender, receiver, receiver_gone):
@@ -598,19 +600,9 @@ def datagrams_delivered(sender, receiver, receiver_gone):
             or receiver.lost or receiver_gone or sender.lost)
 
 
-async def settle_datagrams(server, peer, cap):
-    deadline = time.monotonic() + cap
-    last, quiet_since = None, time.monotonic()
-    while time.monotonic() < deadline:
-        await asyncio.sleep(0.002)
-        now = (len(server.events), server.received, len(peer.events), peer.received)
-        if now != last:
-            last, quiet_since = now, time.monotonic()
-            continue
-        if (datagrams_delivered(server, peer, peer.closed)
-                and datagrams_delivered(peer, server, False)
-                and time.monotonic() - quiet_since >= QUIET):
-            return
+def datagrams_settled(server, peer):
+    return (datagrams_delivered(server, peer, peer.closed)
+            and datagrams_delivered(peer, server, False))
 
 
 async def run_datagram_sequence(sequence, connected):
@@ -638,7 +630,7 @@ async def run_datagram_sequence(sequence, connected):
                 result = apply_datagram(op, server, peer, peer_thread)
             except Exception as exc:
                 result = observed(exc)
-            await settle_datagrams(server, peer, STEP_CAP)
+            await settle(server, peer, STEP_CAP, lambda: datagrams_settled(server, peer))
             size = outcome_of(server.transport.get_write_buffer_size)
             steps.append((op, result, outcome_of(server.transport.is_closing), size))
         clock[0] = "teardown"
@@ -660,34 +652,14 @@ async def run_datagram_sequence(sequence, connected):
     }
 
 
-def outcome_of(method):
-    try:
-        return method()
-    except Exception as exc:
-        return observed(exc)
-
-
 def datagram_records(sequence, connected):
-    results = {}
-    for name, factory in LOOPS.items():
-        with asyncio.Runner(loop_factory=factory) as runner:
-            results[name] = runner.run(run_datagram_sequence(sequence, connected))
-    return results
-
-
-def check_datagrams(sequence, connected):
-    fds, threads = open_fds(), set(threading.enumerate())
-    results = datagram_records(sequence, connected)
-    assert results["stdlib"]["bad"] == (None, None)
-    assert_all_same(results)
-    assert not (open_fds() - fds), "leaked fds"
-    assert not (set(threading.enumerate()) - threads), "leaked threads"
+    return on_each_loop(run_datagram_sequence, sequence, connected)
 
 
 @settings(max_examples=scale(12, 300), **EXAMPLE_SETTINGS)
 @given(sequence=datagram_sequences, connected=st.booleans())
 def test_datagram_transport_sequences_match_asyncio(sequence, connected):
-    check_datagrams(sequence, connected)
+    check(datagram_records, sequence, connected)
 
 
 def test_a_known_datagram_sequence():
