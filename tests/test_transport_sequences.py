@@ -45,6 +45,10 @@ from hypothesis import strategies as st
 from _differential import Raised, loop_factories
 from _echo import scale
 
+# The long form's 300 sequences of 22 steps on three loops take longer than
+# the suite's 300 s per test on 3.13 (about 1 s a sequence).
+pytestmark = pytest.mark.timeout(scale(300, 1800))
+
 LOOPS = loop_factories()
 #: Bytes each side writes are slices of this, so a byte out of place shows.
 PATTERN = bytes(range(251)) * (5 * 1024 * 1024 // 251 + 2)
