@@ -1,40 +1,45 @@
 """Differential testing of the compiled transports (TCP, TLS, UDP) against
-asyncio's own: hypothesis draws a sequence of operations on one accepted
-connection, read by a Protocol or a BufferedProtocol -- writes of 0 B to
-1 MiB, writelines, write_eof, pause/resume reading, write buffer limits,
-close, abort on the server's transport (the one under test), and writes,
-write_eof, pause/resume reading, close, abort and a reset on the peer's --
-and each sequence runs once with the server on the standard library's loop
-and once on wfcloop at each ``POLLERS`` value.  Datagram endpoints get the
-same (below): sendto() bursts of 0 B to 64 KiB, a wrong address, a str,
-pause/resume reading, close, abort; the peer's bursts and close.
+asyncio's own: hypothesis draws a sequence of operations on one connection
+-- the tested end, either accepted by create_server() or made by
+create_connection(), over TCP or a unix socket, read by a Protocol or a
+BufferedProtocol -- writes of 0 B to 1 MiB, writelines, write_eof,
+pause/resume reading, write buffer limits, close, abort on the tested end's
+transport, and writes, write_eof, pause/resume reading, close, abort and a
+reset on the peer's; each sequence runs once with the tested end on the
+standard library's loop and once on wfcloop at each ``POLLERS`` value.
+A third family upgrades a plain connection with start_tls() on both ends,
+some steps in.  Datagram endpoints get the same (below): sendto() bursts of 0 B to 64 KiB,
+a wrong address, a str, pause/resume reading, close, abort; the peer's
+bursts and close.
 
 The peer is always asyncio's own (a stdlib loop in a thread), so what it
-sees is a function of what the server's transport did.  After each step the
-harness waits until the connection is quiet (every byte written has arrived
-or its receiver is paused or gone; an end's close or loss has reached the
-other end where that one reads; nothing happened for a few milliseconds),
-then records, for each side: the protocol callbacks of that step in order
-(consecutive data_received folded into one, with the byte count), the
-operation's return value or exception, is_closing(), is_reading(), whether
-a write buffer is held; plus the asyncio logger's messages of the server's
-thread.  All loops must give the same record, and the bytes each side
-received must be the other's, in order, byte-exact.
+sees is a function of what the tested end's transport did.  After each step
+the harness waits until the connection is quiet (every byte written has
+arrived or its receiver is paused or gone; an end's close or loss has
+reached the other end where that one reads; nothing happened for a few
+milliseconds), then records, for each side: the protocol callbacks of that
+step in order (consecutive data_received folded into one, with the byte
+count), the operation's return value or exception, is_closing(),
+is_reading(), whether a write buffer is held; plus the asyncio logger's
+messages of the tested end's thread.  All loops must give the same record,
+and the bytes each side received must be the other's, in order, byte-exact.
 
 Buffers are fixed (SO_SNDBUF / SO_RCVBUF on both sockets, no autotuning)
 and writes are either small (never filling them within one sequence) or
 1 MiB (always overflowing them), so where a pause_writing() falls does not
 depend on the kernel's accounting.
 
-Short form: 12 sequences per transport (TLS: 6, UDP: 12);
-WFCLOOP_STRESS=long: 300 (TLS: 150, UDP: 300).
+Short form: 12 sequences per transport (TLS: 6, start_tls: 6, UDP: 12);
+WFCLOOP_STRESS=long: 300 (TLS: 150, start_tls: 150, UDP: 300).
 """
 import asyncio
 import logging
 import os
 import re
+import shutil
 import socket
 import ssl
+import tempfile
 import threading
 import time
 
@@ -58,7 +63,7 @@ QUIET = 0.012                # a step is over after this long with nothing new
 STEP_CAP = 1.5               # ...or after this long in any case (a stuck close)
 TEARDOWN_CAP = 3.0
 
-server_ops = st.one_of(
+tested_ops = st.one_of(
     st.tuples(st.just("write"), st.sampled_from(SIZES)),
     st.tuples(st.just("write"), st.sampled_from(SIZES)),
     st.tuples(st.just("writelines"), st.lists(st.sampled_from(SIZES), min_size=1, max_size=3)),
@@ -79,7 +84,14 @@ peer_ops = st.one_of(
     st.tuples(st.just("peer_abort")),
     st.tuples(st.just("peer_reset")),
 )
-sequences = st.lists(st.one_of(server_ops, server_ops, peer_ops), min_size=1, max_size=22)
+sequences = st.lists(st.one_of(tested_ops, tested_ops, peer_ops), min_size=1, max_size=22)
+#: A plain connection upgraded by start_tls() on both ends, some steps in.
+upgraded_sequences = st.builds(
+    lambda before, after: before + [("start_tls",)] + after,
+    st.lists(st.one_of(tested_ops, tested_ops, peer_ops), max_size=6),
+    st.lists(st.one_of(tested_ops, tested_ops, peer_ops), max_size=14))
+HANDSHAKE_TIMEOUT = 0.5      # start_tls() on an end whose peer cannot answer
+START_TLS_CAP = 1.5          # start_tls() given up (see Connection.start_tls)
 
 
 class StepLog:
@@ -211,8 +223,8 @@ class PeerThread:
         self.loop.close()
 
 
-class ServerThreadLogs(logging.Handler):
-    """The asyncio logger's messages emitted on one thread (the server's)."""
+class ThreadLogs(logging.Handler):
+    """The asyncio logger's messages emitted on one thread (the tested end's)."""
 
     def __init__(self, thread_id):
         super().__init__(logging.DEBUG)
@@ -242,16 +254,16 @@ def sized_socket(family=socket.AF_INET):
     return sock
 
 
-def apply_server(op, server):
-    transport = server.transport
+def apply_tested(op, tested):
+    transport = tested.transport
     name = op[0]
     if name == "write":
-        return transport.write(server.chunk(op[1]))
+        return transport.write(tested.chunk(op[1]))
     if name == "writelines":
-        return transport.writelines([server.chunk(size) for size in op[1]])
+        return transport.writelines([tested.chunk(size) for size in op[1]])
     if name == "set_write_buffer_limits":
         return transport.set_write_buffer_limits(high=op[1])
-    return call_tracking_reading(server, name)
+    return call_tracking_reading(tested, name)
 
 
 def call_tracking_reading(protocol, name):
@@ -292,7 +304,7 @@ def ending(side, other):
     return finished and other.reading and not (other.eof or other.lost)
 
 
-async def settle(server, peer, cap, nothing_due):
+async def settle(tested, peer, cap, nothing_due):
     """Wait until both ends are quiet (see the module's docstring):
     ``nothing_due()`` is true and neither end has had a callback or
     received anything for QUIET seconds; at most ``cap`` seconds."""
@@ -300,7 +312,7 @@ async def settle(server, peer, cap, nothing_due):
     last, quiet_since = None, time.monotonic()
     while time.monotonic() < deadline:
         await asyncio.sleep(0.002)
-        now = tuple((len(p.events), p.received) for p in (server, peer))
+        now = tuple((len(p.events), p.received) for p in (tested, peer))
         if now != last:
             last, quiet_since = now, time.monotonic()
             continue
@@ -308,9 +320,9 @@ async def settle(server, peer, cap, nothing_due):
             return
 
 
-def connection_settled(server, peer):
-    return (delivered(server, peer) and delivered(peer, server)
-            and not ending(server, peer) and not ending(peer, server))
+def connection_settled(tested, peer):
+    return (delivered(tested, peer) and delivered(peer, tested)
+            and not ending(tested, peer) and not ending(peer, tested))
 
 
 def observed(exc):
@@ -336,78 +348,169 @@ def transport_state(transport):
             size > 0 if type(size) is int else size)
 
 
-async def run_sequence(sequence, keep_open, tls, buffered):
-    """The record of one sequence on the running loop (the server's)."""
-    loop = asyncio.get_running_loop()
+class Connection:
+    """One connection between ``tested`` (on the running loop) and ``peer``
+    (on the peer's loop): ``side`` says which of them accepts ("server":
+    the tested end), ``family`` is "inet" (127.0.0.1) or "unix"."""
+
+    def __init__(self, tested, peer, peer_thread, side, family, tls):
+        self.tested, self.peer, self.peer_thread = tested, peer, peer_thread
+        self.side, self.family = side, family
+        self.contexts = tls_contexts() if tls else (None, None)
+        self.server = None
+        if family == "unix":
+            self.directory = tempfile.mkdtemp(prefix="wfcloop-sequence-")
+            self.listener = sized_socket(socket.AF_UNIX)
+            self.listener.bind(os.path.join(self.directory, "socket"))
+        else:
+            self.directory = None
+            self.listener = sized_socket()
+            self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(1)
+
+    async def listen(self, protocol):
+        """The listening server on the running loop (it owns the listener)."""
+        loop = asyncio.get_running_loop()
+        serve = loop.create_unix_server if self.family == "unix" else loop.create_server
+        return await serve(lambda: protocol, sock=self.listener, ssl=self.contexts[0])
+
+    async def dial(self, protocol):
+        """Connect to the listener from the running loop."""
+        loop = asyncio.get_running_loop()
+        client = sized_socket(self.listener.family)
+        client.connect(self.listener.getsockname())
+        client.setblocking(False)
+        connect = loop.create_unix_connection if self.family == "unix" else loop.create_connection
+        await connect(lambda: protocol, sock=client, ssl=self.contexts[1],
+                      server_hostname="localhost" if self.contexts[1] else None)
+
+    async def start_tls(self):
+        """start_tls() on both ends (the tested end on the server's side
+        where it accepted), the server's first: each end's outcome."""
+        server_ctx, client_ctx = tls_contexts()
+
+        async def upgrade(protocol, server_side):
+            loop = asyncio.get_running_loop()
+            try:
+                # asyncio's own start_tls() on a transport already closed
+                # never returns (its handshake timeout aborts a transport
+                # that will not call connection_lost() again): give up
+                # after a while, and compare that too.
+                transport = await asyncio.wait_for(loop.start_tls(
+                    protocol.transport, protocol, server_ctx if server_side else client_ctx,
+                    server_side=server_side, server_hostname=None if server_side else "localhost",
+                    ssl_handshake_timeout=HANDSHAKE_TIMEOUT), START_TLS_CAP)
+            except Exception as exc:
+                return observed(exc)
+            protocol.transport, protocol.reading = transport, True
+            return "upgraded"
+
+        def switched(protocol):
+            """Whether start_tls() has put its TLS protocol in front of
+            ``protocol`` (the server's end must have, before the client's
+            hello can arrive: else ``protocol`` could read the hello)."""
+            return protocol.transport.get_protocol() is not protocol
+
+        async def wait_until(done):
+            deadline = time.monotonic() + START_TLS_CAP
+            while not done() and time.monotonic() < deadline:
+                await asyncio.sleep(0.001)
+        if self.side == "server":
+            tested = asyncio.ensure_future(upgrade(self.tested, True))
+            await wait_until(lambda: tested.done() or switched(self.tested))
+            peer = self.on_peer(upgrade(self.peer, False))
+        else:
+            peer = self.on_peer(upgrade(self.peer, True))
+            await wait_until(lambda: peer.done() or self.peer_thread.call(switched, self.peer))
+            tested = asyncio.ensure_future(upgrade(self.tested, False))
+        return await tested, await peer
+
+    def on_peer(self, coro):
+        return asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, self.peer_thread.loop))
+
+    async def open(self):
+        """Listen on the accepting end's loop, then dial from the other's."""
+        if self.side == "server":
+            self.server = await self.listen(self.tested)
+            await self.on_peer(self.dial(self.peer))
+        else:
+            self.server = await self.on_peer(self.listen(self.peer))
+            await self.dial(self.tested)
+        for _ in range(1000):
+            if self.tested.transport is not None and self.peer.transport is not None:
+                return
+            await asyncio.sleep(0.005)
+        raise AssertionError("the connection never came up")
+
+    async def close(self):
+        """Close the listening server on its loop, and what is left."""
+        async def stop_serving(server):
+            server.close()
+            await server.wait_closed()
+        if self.server is not None:
+            if self.side == "server":
+                await stop_serving(self.server)
+            else:
+                await self.on_peer(stop_serving(self.server))
+        self.listener.close()
+        if self.directory is not None:
+            shutil.rmtree(self.directory, ignore_errors=True)
+
+
+async def run_sequence(sequence, keep_open, tls, buffered, side="server", family="inet"):
+    """The record of one sequence on the running loop (the tested end's)."""
     clock = [0]
-    server = (BufferedRecorder if buffered else Recorder)(clock, keep_open)
+    tested = (BufferedRecorder if buffered else Recorder)(clock, keep_open)
     peer = Recorder(clock, False)
     peer_thread = PeerThread()
-    logs = ServerThreadLogs(threading.get_ident())
+    logs = ThreadLogs(threading.get_ident())
     logging.getLogger("asyncio").addHandler(logs)
-    listener = sized_socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(1)
-    server_ctx, client_ctx = tls_contexts() if tls else (None, None)
     steps = []
+    connection = Connection(tested, peer, peer_thread, side, family, tls)
     try:
-        srv = await loop.create_server(lambda: server, sock=listener, ssl=server_ctx)
-        client = sized_socket()
-        client.connect(listener.getsockname())
-        client.setblocking(False)
-
-        async def connect():
-            await asyncio.get_running_loop().create_connection(
-                lambda: peer, sock=client, ssl=client_ctx,
-                server_hostname="localhost" if tls else None)
-        await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(connect(), peer_thread.loop))
-        for _ in range(1000):
-            if server.transport is not None:
-                break
-            await asyncio.sleep(0.005)
-        assert server.transport is not None, "server never accepted"
-        settled = lambda: connection_settled(server, peer)
-        await settle(server, peer, STEP_CAP, settled)
+        await connection.open()
+        settled = lambda: connection_settled(tested, peer)
+        await settle(tested, peer, STEP_CAP, settled)
         for index, op in enumerate(sequence, 1):
             clock[0] = index
-            if op[0].startswith("peer_"):
+            if op[0] == "start_tls":
+                result = await connection.start_tls()
+            elif op[0].startswith("peer_"):
                 result = peer_thread.call(apply_peer, op, peer)
             else:
                 try:
-                    result = apply_server(op, server)
+                    result = apply_tested(op, tested)
                 except Exception as exc:
                     result = observed(exc)
-            await settle(server, peer, STEP_CAP, settled)
-            steps.append((op, result, transport_state(server.transport),
+            await settle(tested, peer, STEP_CAP, settled)
+            steps.append((op, result, transport_state(tested.transport),
                           peer_thread.call(transport_state, peer.transport)))
         clock[0] = "teardown"
         try:
-            teardown = server.transport.abort()
+            teardown = tested.transport.abort()
         except Exception as exc:
             teardown = observed(exc)
         peer_thread.call(peer.transport.abort)
         deadline = time.monotonic() + TEARDOWN_CAP
-        while not (server.lost and peer.lost) and time.monotonic() < deadline:
+        while not (tested.lost and peer.lost) and time.monotonic() < deadline:
             await asyncio.sleep(0.002)
-        srv.close()
-        await srv.wait_closed()
     finally:
+        await connection.close()
         logging.getLogger("asyncio").removeHandler(logs)
         peer_thread.close()
-        listener.close()
     return {
         "steps": steps,
         "teardown": teardown,
-        "server events": server.events,
+        "tested events": tested.events,
         "peer events": peer.events,
-        "bytes": (server.received, peer.received),
-        "corrupt": (server.corrupt, peer.corrupt),
-        "server logs": logs.messages,
+        "bytes": (tested.received, peer.received),
+        "corrupt": (tested.corrupt, peer.corrupt),
+        "tested logs": logs.messages,
     }
 
 
 def on_each_loop(run, *args):
-    """``{loop name: the record of run(*args)}`` with the server on each
+    """``{loop name: the record of run(*args)}`` with the tested end on each
     loop of LOOPS."""
     results = {}
     for name, factory in LOOPS.items():
@@ -416,8 +519,8 @@ def on_each_loop(run, *args):
     return results
 
 
-def records(sequence, keep_open, tls, buffered=False):
-    return on_each_loop(run_sequence, sequence, keep_open, tls, buffered)
+def records(sequence, keep_open, tls, buffered=False, side="server", family="inet"):
+    return on_each_loop(run_sequence, sequence, keep_open, tls, buffered, side, family)
 
 
 def assert_all_same(results):
@@ -445,23 +548,36 @@ EXAMPLE_SETTINGS = dict(deadline=None, derandomize=True,
                         suppress_health_check=[HealthCheck.too_slow])
 
 
+sides = st.sampled_from(["server", "client"])
+families = st.sampled_from(["inet", "unix"])
+
+
 @settings(max_examples=scale(12, 300), **EXAMPLE_SETTINGS)
-@given(sequence=sequences, keep_open=st.booleans(), buffered=st.booleans())
-def test_tcp_transport_sequences_match_asyncio(sequence, keep_open, buffered):
-    check(records, sequence, keep_open, False, buffered)
+@given(sequence=sequences, keep_open=st.booleans(), buffered=st.booleans(),
+       side=sides, family=families)
+def test_stream_transport_sequences_match_asyncio(sequence, keep_open, buffered, side, family):
+    check(records, sequence, keep_open, False, buffered, side, family)
 
 
 @settings(max_examples=scale(6, 150), **EXAMPLE_SETTINGS)
-@given(sequence=sequences, keep_open=st.booleans(), buffered=st.booleans())
-def test_tls_transport_sequences_match_asyncio(sequence, keep_open, buffered):
-    check(records, sequence, keep_open, True, buffered)
+@given(sequence=sequences, keep_open=st.booleans(), buffered=st.booleans(),
+       side=sides, family=families)
+def test_tls_transport_sequences_match_asyncio(sequence, keep_open, buffered, side, family):
+    check(records, sequence, keep_open, True, buffered, side, family)
+
+
+@settings(max_examples=scale(6, 150), **EXAMPLE_SETTINGS)
+@given(sequence=upgraded_sequences, keep_open=st.booleans(), buffered=st.booleans(),
+       side=sides, family=families)
+def test_start_tls_sequences_match_asyncio(sequence, keep_open, buffered, side, family):
+    check(records, sequence, keep_open, False, buffered, side, family)
 
 
 def test_a_known_tcp_sequence():
     """One fixed sequence through every op (so the harness is exercised
     without hypothesis' luck), with its expected record checked, not only
     the agreement: backpressure each way, a half-close kept open, the
-    server's close with data buffered, a reset seen by a paused reader."""
+    tested end's close with data buffered, a reset seen by a paused reader."""
     sequence = [
         ("peer_pause_reading",), ("write", 1 << 20), ("write", 1000),
         ("peer_resume_reading",), ("pause_reading",), ("peer_write", 1 << 20),
@@ -470,14 +586,14 @@ def test_a_known_tcp_sequence():
     results = records(sequence, keep_open=True, tls=False)
     assert_all_same(results)
     ref = results["stdlib"]
-    events = [event[1] for event in ref["server events"]]
+    events = [event[1] for event in ref["tested events"]]
     assert events[:1] == ["made"] and "pause_writing" in events and "eof" in events
     assert events.index("pause_writing") < events.index("resume_writing") < events.index("eof")
     assert ref["bytes"] == ((1 << 20), (1 << 20) + 1001)
     assert [event[1] for event in ref["peer events"]].count("pause_writing") == 1
 
 
-@pytest.mark.parametrize("sequence, keep_open, server_events", [
+@pytest.mark.parametrize("sequence, keep_open, tested_events", [
     # A write to a reset peer: asyncio's one send reports ECONNRESET (a
     # second send, as wfcloop made before, reports EPIPE).
     ([("pause_reading",), ("peer_reset",), ("write", 1)], False,
@@ -489,17 +605,17 @@ def test_a_known_tcp_sequence():
     ([("peer_close",), ("write", 1 << 20)], True,
      [(0, "made"), (1, "eof"), (2, "pause_writing"), (2, "lost", ("BrokenPipeError", 32))]),
 ], ids=["write-after-reset", "write-after-peer-close"])
-def test_sequences_found_by_the_random_ones(sequence, keep_open, server_events):
+def test_sequences_found_by_the_random_ones(sequence, keep_open, tested_events):
     """The sequences where the random ones found wfcloop's transport
     different from asyncio's (both fixed), with asyncio's record."""
     results = records(sequence, keep_open, tls=False)
     assert_all_same(results)
-    assert results["stdlib"]["server events"] == server_events
+    assert results["stdlib"]["tested events"] == tested_events
 
 
 # -- Datagram endpoints ------------------------------------------------------
 #
-# The same for create_datagram_endpoint(): the server's endpoint (the one
+# The same for create_datagram_endpoint(): the tested endpoint (on the loop
 # under test, connected to the peer or not) and asyncio's on the peer's
 # loop.  Each datagram starts with its number, so one lost, repeated or out
 # of order shows; what a burst may leave queued unread stays far below the
@@ -567,16 +683,16 @@ class DatagramRecorder(StepLog, asyncio.DatagramProtocol):
 
 
 
-def apply_datagram(op, server, peer, peer_thread):
+def apply_datagram(op, tested, peer, peer_thread):
     name = op[0]
-    transport = server.transport
+    transport = tested.transport
     if name == "sendto":
         for _ in range(op[2]):
-            data = server.datagram(op[1], dropped=transport.is_closing())
-            if server.connected:
+            data = tested.datagram(op[1], dropped=transport.is_closing())
+            if tested.connected:
                 transport.sendto(data)
             else:
-                transport.sendto(data, server.peer_address)
+                transport.sendto(data, tested.peer_address)
         return None
     if name == "sendto_elsewhere":
         try:
@@ -584,9 +700,9 @@ def apply_datagram(op, server, peer, peer_thread):
         except ValueError as exc:       # its text names the port
             return ("ValueError", re.sub(r"\d{4,5}\)", "PORT)", str(exc)))
     if name == "sendto_str":
-        return transport.sendto("text", None if server.connected else server.peer_address)
+        return transport.sendto("text", None if tested.connected else tested.peer_address)
     if name == "peer_send":
-        unread = peer.sent_bytes - server.received_bytes
+        unread = peer.sent_bytes - tested.received_bytes
         if peer.closed or unread > UNREAD_CAP:
             return "skipped"
         def send():
@@ -596,7 +712,7 @@ def apply_datagram(op, server, peer, peer_thread):
     if name == "peer_close":
         peer.closed = True
         return peer_thread.call(peer.transport.close)
-    return call_tracking_reading(server, name)
+    return call_tracking_reading(tested, name)
 
 
 def datagrams_delivered(sender, receiver, receiver_gone):
@@ -604,18 +720,18 @@ def datagrams_delivered(sender, receiver, receiver_gone):
             or receiver.lost or receiver_gone or sender.lost)
 
 
-def datagrams_settled(server, peer):
-    return (datagrams_delivered(server, peer, peer.closed)
-            and datagrams_delivered(peer, server, False))
+def datagrams_settled(tested, peer):
+    return (datagrams_delivered(tested, peer, peer.closed)
+            and datagrams_delivered(peer, tested, False))
 
 
 async def run_datagram_sequence(sequence, connected):
     loop = asyncio.get_running_loop()
     clock = [0]
-    server, peer = DatagramRecorder(clock), DatagramRecorder(clock)
-    server.connected = connected
+    tested, peer = DatagramRecorder(clock), DatagramRecorder(clock)
+    tested.connected = connected
     peer_thread = PeerThread()
-    logs = ServerThreadLogs(threading.get_ident())
+    logs = ThreadLogs(threading.get_ident())
     logging.getLogger("asyncio").addHandler(logs)
     steps = []
     try:
@@ -623,36 +739,36 @@ async def run_datagram_sequence(sequence, connected):
             await asyncio.get_running_loop().create_datagram_endpoint(
                 lambda: peer, local_addr=("127.0.0.1", 0))
         await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(open_peer(), peer_thread.loop))
-        server.peer_address = peer_thread.call(peer.transport.get_extra_info, "sockname")
+        tested.peer_address = peer_thread.call(peer.transport.get_extra_info, "sockname")
         await loop.create_datagram_endpoint(
-            lambda: server, local_addr=("127.0.0.1", 0),
-            remote_addr=server.peer_address if connected else None)
-        peer.peer_address = server.transport.get_extra_info("sockname")
+            lambda: tested, local_addr=("127.0.0.1", 0),
+            remote_addr=tested.peer_address if connected else None)
+        peer.peer_address = tested.transport.get_extra_info("sockname")
         for index, op in enumerate(sequence, 1):
             clock[0] = index
             try:
-                result = apply_datagram(op, server, peer, peer_thread)
+                result = apply_datagram(op, tested, peer, peer_thread)
             except Exception as exc:
                 result = observed(exc)
-            await settle(server, peer, STEP_CAP, lambda: datagrams_settled(server, peer))
-            size = outcome_of(server.transport.get_write_buffer_size)
-            steps.append((op, result, outcome_of(server.transport.is_closing), size))
+            await settle(tested, peer, STEP_CAP, lambda: datagrams_settled(tested, peer))
+            size = outcome_of(tested.transport.get_write_buffer_size)
+            steps.append((op, result, outcome_of(tested.transport.is_closing), size))
         clock[0] = "teardown"
-        server.transport.abort()
+        tested.transport.abort()
         peer_thread.call(peer.transport.abort)
         deadline = time.monotonic() + TEARDOWN_CAP
-        while not (server.lost and peer.lost) and time.monotonic() < deadline:
+        while not (tested.lost and peer.lost) and time.monotonic() < deadline:
             await asyncio.sleep(0.002)
     finally:
         logging.getLogger("asyncio").removeHandler(logs)
         peer_thread.close()
     return {
         "steps": steps,
-        "server events": server.events,
+        "tested events": tested.events,
         "peer events": peer.events,
-        "counts": (server.sent, server.received, peer.sent, peer.received),
-        "bad": (server.bad, peer.bad),
-        "server logs": logs.messages,
+        "counts": (tested.sent, tested.received, peer.sent, peer.received),
+        "bad": (tested.bad, peer.bad),
+        "tested logs": logs.messages,
     }
 
 
@@ -678,5 +794,5 @@ def test_a_known_datagram_sequence():
     ref = results["stdlib"]
     assert ref["bad"] == (None, None)
     assert ref["counts"][1] == 8 and ref["counts"][3] == 3
-    assert (4, "datagrams", (1000,) * 5 + (9000,) * 3) in ref["server events"]
-    assert any(event[1:] == ("error", "ConnectionRefusedError", 111) for event in ref["server events"])
+    assert (4, "datagrams", (1000,) * 5 + (9000,) * 3) in ref["tested events"]
+    assert any(event[1:] == ("error", "ConnectionRefusedError", 111) for event in ref["tested events"])
