@@ -233,8 +233,14 @@ class ThreadLogs(logging.Handler):
 
     def emit(self, record):
         if record.thread == self.thread_id:
-            # The first line: the rest names objects by their reprs.
-            self.messages.append((record.levelname, str(record.msg).split("\n", 1)[0]))
+            # The first line (the rest names objects by their reprs), with
+            # the reprs in it and the class before a method's name left
+            # out: they name wfcloop's own classes (as the README says)
+            # and the fd numbers, which differ from loop to loop.
+            line = str(record.msg).split("\n", 1)[0]
+            line = re.sub(r"\w+\.(\w+\()", r"\1", re.sub(r"<[^<>]*>", "<...>", line))
+            exc = record.exc_info[0].__name__ if record.exc_info else None
+            self.messages.append((record.levelname, line, exc))
 
 
 def tls_contexts():
