@@ -310,6 +310,13 @@ def ending(side, other):
     return finished and other.reading and not (other.eof or other.lost)
 
 
+async def wait_until(done, cap):
+    """Poll ``done()`` until it is true or ``cap`` seconds have passed."""
+    deadline = time.monotonic() + cap
+    while not done() and time.monotonic() < deadline:
+        await asyncio.sleep(0.002)
+
+
 async def settle(tested, peer, cap, nothing_due):
     """Wait until both ends are quiet (see the module's docstring):
     ``nothing_due()`` is true and neither end has had a callback or
@@ -417,17 +424,14 @@ class Connection:
             hello can arrive: else ``protocol`` could read the hello)."""
             return protocol.transport.get_protocol() is not protocol
 
-        async def wait_until(done):
-            deadline = time.monotonic() + START_TLS_CAP
-            while not done() and time.monotonic() < deadline:
-                await asyncio.sleep(0.001)
         if self.side == "server":
             tested = asyncio.ensure_future(upgrade(self.tested, True))
-            await wait_until(lambda: tested.done() or switched(self.tested))
+            await wait_until(lambda: tested.done() or switched(self.tested), START_TLS_CAP)
             peer = self.on_peer(upgrade(self.peer, False))
         else:
             peer = self.on_peer(upgrade(self.peer, True))
-            await wait_until(lambda: peer.done() or self.peer_thread.call(switched, self.peer))
+            await wait_until(lambda: peer.done() or self.peer_thread.call(switched, self.peer),
+                             START_TLS_CAP)
             tested = asyncio.ensure_future(upgrade(self.tested, False))
         return await tested, await peer
 
@@ -442,11 +446,9 @@ class Connection:
         else:
             self.server = await self.on_peer(self.listen(self.peer))
             await self.dial(self.tested)
-        for _ in range(1000):
-            if self.tested.transport is not None and self.peer.transport is not None:
-                return
-            await asyncio.sleep(0.005)
-        raise AssertionError("the connection never came up")
+        both_made = lambda: self.tested.transport is not None and self.peer.transport is not None
+        await wait_until(both_made, 5)
+        assert both_made(), "the connection never came up"
 
     async def close(self):
         """Close the listening server on its loop, and what is left."""
@@ -497,9 +499,7 @@ async def run_sequence(sequence, keep_open, tls, buffered, side="server", family
         except Exception as exc:
             teardown = observed(exc)
         peer_thread.call(peer.transport.abort)
-        deadline = time.monotonic() + TEARDOWN_CAP
-        while not (tested.lost and peer.lost) and time.monotonic() < deadline:
-            await asyncio.sleep(0.002)
+        await wait_until(lambda: tested.lost and peer.lost, TEARDOWN_CAP)
     finally:
         await connection.close()
         logging.getLogger("asyncio").removeHandler(logs)
@@ -762,9 +762,7 @@ async def run_datagram_sequence(sequence, connected):
         clock[0] = "teardown"
         tested.transport.abort()
         peer_thread.call(peer.transport.abort)
-        deadline = time.monotonic() + TEARDOWN_CAP
-        while not (tested.lost and peer.lost) and time.monotonic() < deadline:
-            await asyncio.sleep(0.002)
+        await wait_until(lambda: tested.lost and peer.lost, TEARDOWN_CAP)
     finally:
         logging.getLogger("asyncio").removeHandler(logs)
         peer_thread.close()
