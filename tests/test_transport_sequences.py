@@ -8,7 +8,8 @@ transport, and writes, write_eof, pause/resume reading, close, abort and a
 reset on the peer's; each sequence runs once with the tested end on the
 standard library's loop and once on wfcloop at each ``POLLERS`` value.
 A third family upgrades a plain connection with start_tls() on both ends,
-some steps in.  Datagram endpoints get the same (below): sendto() bursts of 0 B to 64 KiB,
+some steps in; a fourth runs loop.sendfile() among the operations, plain
+or TLS (see Sendfiles).  Datagram endpoints get the same (below): sendto() bursts of 0 B to 64 KiB,
 a wrong address, a str, pause/resume reading, close, abort; the peer's
 bursts and close.
 
@@ -29,8 +30,9 @@ and writes are either small (never filling them within one sequence) or
 1 MiB (always overflowing them), so where a pause_writing() falls does not
 depend on the kernel's accounting.
 
-Short form: 12 sequences per transport (TLS: 6, start_tls: 6, UDP: 12);
-WFCLOOP_STRESS=long: 300 (TLS: 150, start_tls: 150, UDP: 300).
+Short form: 12 sequences per transport (TLS: 6, start_tls: 6, sendfile: 8,
+UDP: 12); WFCLOOP_STRESS=long: 300 (TLS: 150, start_tls: 150, sendfile:
+150, UDP: 300).
 """
 import asyncio
 import logging
@@ -60,6 +62,7 @@ PATTERN = bytes(range(251)) * (5 * 1024 * 1024 // 251 + 2)
 SIZES = [0, 1, 1000, 1 << 20]
 BUFFER = 64 * 1024           # SO_SNDBUF and SO_RCVBUF, both ends
 QUIET = 0.012                # a step is over after this long with nothing new
+SENDFILE_QUIET = 0.15        # ...while a sendfile() runs over TLS (Sendfiles.quiet)
 STEP_CAP = 1.5               # ...or after this long in any case (a stuck close)
 TEARDOWN_CAP = 3.0
 
@@ -85,6 +88,15 @@ peer_ops = st.one_of(
     st.tuples(st.just("peer_reset")),
 )
 sequences = st.lists(st.one_of(tested_ops, tested_ops, peer_ops), min_size=1, max_size=22)
+#: loop.sendfile() of the next ``count`` bytes from a file, as a task whose
+#: outcome the tested end notes when it ends (0: asyncio's ValueError on a
+#: socket, the whole file over TLS); a sequence has one some steps in.
+sendfile_ops = st.tuples(st.just("sendfile"), st.sampled_from([0, 1000, 1 << 20]))
+sendfile_sequences = st.builds(
+    lambda before, first, after: before + [first] + after,
+    st.lists(st.one_of(tested_ops, peer_ops), max_size=5),
+    sendfile_ops,
+    st.lists(st.one_of(tested_ops, sendfile_ops, peer_ops), max_size=10))
 #: A plain connection upgraded by start_tls() on both ends, some steps in.
 upgraded_sequences = st.builds(
     lambda before, after: before + [("start_tls",)] + after,
@@ -139,6 +151,14 @@ class Recorder(StepLog, asyncio.Protocol):
         self.keep_open_on_eof = keep_open_on_eof
         self.eof = False
         self.corrupt = None
+        self.writing_paused = False
+        # Set by a sendfile() over TLS: asyncio's fallback takes the
+        # pause_writing() it causes and hands the resume on only where the
+        # protocol was paused when it began, so a resume_writing() may come
+        # after with no pause_writing() before it -- where the transport
+        # was still paused as the last block went in, which is the
+        # kernel's timing (Sendfiles.quiet).  Such a resume is not noted.
+        self.sendfile_over_tls = False
 
     def data_received(self, data):
         self.got(data)
@@ -156,10 +176,13 @@ class Recorder(StepLog, asyncio.Protocol):
         return self.keep_open_on_eof
 
     def pause_writing(self):
+        self.writing_paused = True
         self.note("pause_writing")
 
     def resume_writing(self):
-        self.note("resume_writing")
+        if self.writing_paused or not self.sendfile_over_tls:
+            self.note("resume_writing")
+        self.writing_paused = False
 
     def chunk(self, size):
         """The next ``size`` bytes this side writes."""
@@ -263,10 +286,15 @@ def sized_socket(family=socket.AF_INET):
 def apply_tested(op, tested):
     transport = tested.transport
     name = op[0]
-    if name == "write":
-        return transport.write(tested.chunk(op[1]))
-    if name == "writelines":
-        return transport.writelines([tested.chunk(size) for size in op[1]])
+    if name in ("write", "writelines"):
+        sizes = [op[1]] if name == "write" else op[1]
+        sent = tested.sent
+        chunks = [tested.chunk(size) for size in sizes]
+        try:
+            return transport.write(chunks[0]) if name == "write" else transport.writelines(chunks)
+        except Exception:
+            tested.sent = sent          # refused: the pattern goes on where it was
+            raise
     if name == "set_write_buffer_limits":
         return transport.set_write_buffer_limits(high=op[1])
     return call_tracking_reading(tested, name)
@@ -317,19 +345,23 @@ async def wait_until(done, cap):
         await asyncio.sleep(0.002)
 
 
-async def settle(tested, peer, cap, nothing_due):
+async def settle(tested, peer, cap, nothing_due, sendfiles=None):
     """Wait until both ends are quiet (see the module's docstring):
     ``nothing_due()`` is true and neither end has had a callback or
-    received anything for QUIET seconds; at most ``cap`` seconds."""
+    received anything (nor has a sendfile() moved on) for QUIET seconds
+    (``sendfiles.quiet()`` while one runs); at most ``cap`` seconds."""
     deadline = time.monotonic() + cap
     last, quiet_since = None, time.monotonic()
     while time.monotonic() < deadline:
         await asyncio.sleep(0.002)
         now = tuple((len(p.events), p.received) for p in (tested, peer))
+        if sendfiles is not None:
+            now += (sendfiles.progress(),)
         if now != last:
             last, quiet_since = now, time.monotonic()
             continue
-        if nothing_due() and time.monotonic() - quiet_since >= QUIET:
+        quiet = QUIET if sendfiles is None else sendfiles.quiet()
+        if nothing_due() and time.monotonic() - quiet_since >= quiet:
             return
 
 
@@ -343,8 +375,11 @@ def observed(exc):
     text, but only the type of an AttributeError (asyncio's TLS transport
     closed twice has let go of its protocol, and its text names one of the
     protocol's private attributes; the README's differences list says
-    wfcloop's is its own)."""
-    return AttributeError if isinstance(exc, AttributeError) else Raised(exc)
+    wfcloop's is its own) or a KeyError (a second sendfile() at once: its
+    text is the socket's fd number)."""
+    if isinstance(exc, (AttributeError, KeyError)):
+        return type(exc)
+    return Raised(exc)
 
 
 def outcome_of(method):
@@ -359,6 +394,99 @@ def transport_state(transport):
     size = outcome_of(transport.get_write_buffer_size)
     return (outcome_of(transport.is_closing), outcome_of(transport.is_reading),
             size > 0 if type(size) is int else size)
+
+
+class Sendfiles:
+    """loop.sendfile() on the tested end's transport, each call a task that
+    sends the next ``count`` bytes of the pattern from a file; its outcome
+    (bytes sent, or what is compared of its exception) is noted on the
+    tested end when it ends.  While one is in flight over TLS (asyncio's
+    fallback: the file read in an executor, written in 16 KiB blocks),
+    the tested end's writes and a second sendfile are not made: they would
+    land between blocks where the executor's timing puts them."""
+
+    def __init__(self, tested, tls):
+        self.tested = tested
+        self.tls = tls                  # set when start_tls() has upgraded it
+        self.tasks = []
+        self.file = None
+
+    def in_flight(self):
+        return any(not task.done() for task in self.tasks)
+
+    def running(self):
+        """Whether a sendfile() over TLS goes on without a callback to show
+        it: asyncio's fallback reads and writes block after block while
+        the transport's buffer is under its high-water mark (which may be
+        while the peer reads nothing: the TLS transport's buffer takes
+        it), and waits only above it, after reading one block more (the
+        file's position, ``progress()``, shows that read)."""
+        if not (self.tls and self.in_flight()):
+            return False
+        size = outcome_of(self.tested.transport.get_write_buffer_size)
+        limits = outcome_of(self.tested.transport.get_write_buffer_limits)
+        return type(size) is int and type(limits) is tuple and size < limits[1]
+
+    def progress(self):
+        return None if self.file is None else self.file.tell()
+
+    def quiet(self):
+        """How long a step waits with nothing new: longer while one is in
+        flight over TLS.  There the fallback's 16 KiB blocks stay in the
+        TLS transport's buffer while the socket's transport holds 64 KiB
+        (its high-water mark); the peer's kernel can take tens of KiB more
+        some tens of ms after it first said its window was full, which
+        drains that transport, moves the TLS buffer to it, and resumes the
+        sendfile: the step where that falls is the kernel's timing unless
+        a step outlasts it."""
+        return SENDFILE_QUIET if self.tls and self.in_flight() else QUIET
+
+    def start(self, count):
+        tested = self.tested
+        if self.file is None:
+            self.file = tempfile.TemporaryFile()
+            self.file.write(PATTERN[:251 + (1 << 20)])
+        # asyncio's fallback reads from the file's position where offset
+        # is 0 (it seeks only to a nonzero one).
+        self.file.seek(tested.sent % 251)
+        offset, sent, reading = tested.sent % 251, tested.sent, tested.reading
+        tested.sent += count
+        tested.reading = False           # sendfile() pauses reading while it runs
+        tested.sendfile_over_tls |= self.tls
+        loop = asyncio.get_running_loop()
+        task = asyncio.ensure_future(loop.sendfile(tested.transport, self.file, offset, count))
+
+        def ended(task):
+            if task.cancelled():             # by close(): it never ended
+                return
+            if task.exception() is None:
+                tested.note("sendfile", task.result())
+                tested.sent += task.result() - count   # count 0 over TLS: the whole file
+            else:
+                tested.note("sendfile", observed(task.exception()))
+                if not tested.lost:
+                    tested.sent = sent       # refused: nothing of it went out
+            # It has resumed reading where it paused it (or the transport is gone).
+            tested.reading = reading if tested.lost else outcome_of(tested.transport.is_reading) is True
+        task.add_done_callback(ended)
+        self.tasks.append(task)
+        return "started"
+
+    def skipped(self, op):
+        """Whether ``op`` is not made now (see the class's docstring)."""
+        return (self.tls and op[0] in ("write", "writelines", "sendfile") and self.in_flight())
+
+    async def close(self):
+        """Wait for the tasks to end (the teardown has aborted the
+        transport): whether each had, cancelled if not."""
+        await wait_until(lambda: not self.in_flight(), TEARDOWN_CAP)
+        ended = [task.done() for task in self.tasks]
+        for task in self.tasks:
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+        if self.file is not None:
+            self.file.close()
+        return ended
 
 
 class Connection:
@@ -466,7 +594,8 @@ class Connection:
 
 
 async def run_sequence(sequence, keep_open, tls, buffered, side="server", family="inet"):
-    """The record of one sequence on the running loop (the tested end's)."""
+    """The record of one sequence on the running loop (the tested end's).
+    ``tls``: the connection made with TLS from the start."""
     clock = [0]
     tested = (BufferedRecorder if buffered else Recorder)(clock, keep_open)
     peer = Recorder(clock, False)
@@ -474,23 +603,29 @@ async def run_sequence(sequence, keep_open, tls, buffered, side="server", family
     logs = ThreadLogs(threading.get_ident())
     logging.getLogger("asyncio").addHandler(logs)
     steps = []
+    sendfiles = Sendfiles(tested, tls)
     connection = Connection(tested, peer, peer_thread, side, family, tls)
     try:
         await connection.open()
-        settled = lambda: connection_settled(tested, peer)
-        await settle(tested, peer, STEP_CAP, settled)
+        settled = lambda: connection_settled(tested, peer) and not sendfiles.running()
+        await settle(tested, peer, STEP_CAP, settled, sendfiles)
         for index, op in enumerate(sequence, 1):
             clock[0] = index
             if op[0] == "start_tls":
                 result = await connection.start_tls()
+                sendfiles.tls = True
             elif op[0].startswith("peer_"):
                 result = peer_thread.call(apply_peer, op, peer)
+            elif sendfiles.skipped(op):
+                result = "skipped"
+            elif op[0] == "sendfile":
+                result = sendfiles.start(op[1])
             else:
                 try:
                     result = apply_tested(op, tested)
                 except Exception as exc:
                     result = observed(exc)
-            await settle(tested, peer, STEP_CAP, settled)
+            await settle(tested, peer, STEP_CAP, settled, sendfiles)
             steps.append((op, result, transport_state(tested.transport),
                           peer_thread.call(transport_state, peer.transport)))
         clock[0] = "teardown"
@@ -501,6 +636,7 @@ async def run_sequence(sequence, keep_open, tls, buffered, side="server", family
         peer_thread.call(peer.transport.abort)
         await wait_until(lambda: tested.lost and peer.lost, TEARDOWN_CAP)
     finally:
+        sendfiles_ended = await sendfiles.close()
         await connection.close()
         logging.getLogger("asyncio").removeHandler(logs)
         peer_thread.close()
@@ -512,6 +648,7 @@ async def run_sequence(sequence, keep_open, tls, buffered, side="server", family
         "bytes": (tested.received, peer.received),
         "corrupt": (tested.corrupt, peer.corrupt),
         "tested logs": logs.messages,
+        "sendfiles ended": sendfiles_ended,
     }
 
 
@@ -577,6 +714,59 @@ def test_tls_transport_sequences_match_asyncio(sequence, keep_open, buffered, si
        side=sides, family=families)
 def test_start_tls_sequences_match_asyncio(sequence, keep_open, buffered, side, family):
     check(records, sequence, keep_open, False, buffered, side, family)
+
+
+@settings(max_examples=scale(8, 150), **EXAMPLE_SETTINGS)
+@given(sequence=sendfile_sequences, tls=st.booleans(), keep_open=st.booleans(),
+       buffered=st.booleans(), side=sides, family=families)
+def test_sendfile_sequences_match_asyncio(sequence, tls, keep_open, buffered, side, family):
+    check(records, sequence, keep_open, tls, buffered, side, family)
+
+
+@pytest.mark.parametrize("tls", [False, True], ids=["plain", "tls"])
+def test_a_known_sendfile_sequence(tls):
+    """sendfile() to a paused peer, a write and a second sendfile() after
+    it, then the peer reading.  On a plain socket the first waits for the
+    peer: the write is refused ("sendfile is in progress"), the second
+    sendfile() raises KeyError (asyncio's loop has taken the transport out
+    of its map), the first sends all 1 MiB once the peer reads.  Over TLS
+    asyncio's fallback has put the whole 1 MiB in the transport's buffer
+    in its own step, paused peer or not, so the write and the second are
+    made.  Every byte arrives, in order."""
+    sequence = [("peer_pause_reading",), ("sendfile", 1 << 20), ("write", 1),
+                ("sendfile", 1000), ("peer_resume_reading",), ("write", 1000)]
+    results = records(sequence, keep_open=False, tls=tls)
+    assert_all_same(results)
+    ref = results["stdlib"]
+    outcomes = [step[1] for step in ref["steps"]]
+    events = ref["tested events"]
+    if tls:
+        assert outcomes[1:4] == ["started", None, "started"]
+        assert events[1:3] == [(2, "sendfile", 1 << 20), (4, "sendfile", 1000)]
+        assert ref["bytes"] == (0, (1 << 20) + 1 + 1000 + 1000)
+    else:
+        assert outcomes[2] == Raised(RuntimeError("unable to write; sendfile is in progress"))
+        assert events[1:3] == [(4, "sendfile", KeyError), (5, "sendfile", 1 << 20)]
+        assert ref["bytes"] == (0, (1 << 20) + 1000)
+    assert ref["sendfiles ended"] == [True, True]
+
+
+@pytest.mark.parametrize("end", ["close", "abort"])
+def test_sendfile_under_a_close_never_returns_as_in_asyncio(end):
+    """A close() or abort() while asyncio's os.sendfile() waits for the
+    socket to be writable: the transport is lost, but sendfile() never
+    returns (the close takes the fd's writer away from under it), and
+    connection_lost's clean-up logs InvalidStateError (it sets the
+    exception of the drain waiter sendfile() has already awaited) -- on
+    3.11.7, 3.12.1 and 3.13.0.  wfcloop does the same; a Python where this
+    fails has fixed it, and wfcloop should then follow."""
+    sequence = [("peer_pause_reading",), ("sendfile", 1 << 20), (end,), ("peer_resume_reading",)]
+    results = records(sequence, keep_open=False, tls=False)
+    assert_all_same(results)
+    ref = results["stdlib"]
+    assert ref["tested events"] == [(0, "made"), (3, "lost", None)]
+    assert ref["sendfiles ended"] == [False]
+    assert [line[2] for line in ref["tested logs"]] == ["InvalidStateError"]
 
 
 def test_a_known_tcp_sequence():
