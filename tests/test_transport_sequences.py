@@ -365,6 +365,11 @@ async def settle(tested, peer, cap, nothing_due, sendfiles=None):
             return
 
 
+def closing(side):
+    """Whether ``side``'s end is closing or lost."""
+    return side.lost or outcome_of(side.transport.is_closing) is not False
+
+
 def connection_settled(tested, peer):
     return (delivered(tested, peer) and delivered(peer, tested)
             and not ending(tested, peer) and not ending(peer, tested))
@@ -403,7 +408,11 @@ class Sendfiles:
     tested end when it ends.  While one is in flight over TLS (asyncio's
     fallback: the file read in an executor, written in 16 KiB blocks),
     the tested end's writes and a second sendfile are not made: they would
-    land between blocks where the executor's timing puts them."""
+    land between blocks where the executor's timing puts them.  Nor is one
+    started over TLS once the peer's end is closing or gone: the peer's
+    loop answering the first block (its TLS layer fails on data after its
+    close_notify, and its socket resets) races the fallback's next ones,
+    so whether sendfile() returns or fails is the threads' timing."""
 
     def __init__(self, tested, tls):
         self.tested = tested
@@ -472,9 +481,13 @@ class Sendfiles:
         self.tasks.append(task)
         return "started"
 
-    def skipped(self, op):
+    def skipped(self, op, peer_closing):
         """Whether ``op`` is not made now (see the class's docstring)."""
-        return (self.tls and op[0] in ("write", "writelines", "sendfile") and self.in_flight())
+        if not self.tls:
+            return False
+        if op[0] in ("write", "writelines", "sendfile") and self.in_flight():
+            return True
+        return op[0] == "sendfile" and peer_closing
 
     async def close(self):
         """Wait for the tasks to end (the teardown has aborted the
@@ -616,7 +629,7 @@ async def run_sequence(sequence, keep_open, tls, buffered, side="server", family
                 sendfiles.tls = True
             elif op[0].startswith("peer_"):
                 result = peer_thread.call(apply_peer, op, peer)
-            elif sendfiles.skipped(op):
+            elif sendfiles.skipped(op, peer_thread.call(closing, peer)):
                 result = "skipped"
             elif op[0] == "sendfile":
                 result = sendfiles.start(op[1])
