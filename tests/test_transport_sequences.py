@@ -563,7 +563,8 @@ class Connection:
             """Whether start_tls() has put its TLS protocol in front of
             ``protocol`` (the server's end must have, before the client's
             hello can arrive: else ``protocol`` could read the hello)."""
-            return protocol.transport.get_protocol() is not protocol
+            # (asyncio's TLS transport, closed, has no protocol to give.)
+            return outcome_of(protocol.transport.get_protocol) is not protocol
 
         if self.side == "server":
             tested = asyncio.ensure_future(upgrade(self.tested, True))
@@ -780,6 +781,22 @@ def test_sendfile_under_a_close_never_returns_as_in_asyncio(end):
     assert ref["tested events"] == [(0, "made"), (3, "lost", None)]
     assert ref["sendfiles ended"] == [False]
     assert [line[2] for line in ref["tested logs"]] == ["InvalidStateError"]
+
+
+@pytest.mark.parametrize("side", ["server", "client"])
+def test_start_tls_of_a_tls_connection(side):
+    """TLS in TLS: start_tls() on both ends of a connection start_tls()
+    has upgraded already, data written before, between and after, 1 MiB
+    through both layers and a close that unwraps them."""
+    sequence = [("start_tls",), ("write", 1000), ("start_tls",), ("write", 1000),
+                ("peer_write", 1000), ("write", 1 << 20), ("close",)]
+    results = records(sequence, keep_open=False, tls=False, side=side)
+    assert_all_same(results)
+    ref = results["stdlib"]
+    assert [step[1] for step in ref["steps"]][:3] == [("upgraded", "upgraded"), None,
+                                                     ("upgraded", "upgraded")]
+    assert ref["bytes"] == (1000, 1000 + 1000 + (1 << 20))
+    assert ref["tested events"][-1] == (7, "lost", None)
 
 
 def test_a_known_tcp_sequence():
