@@ -783,6 +783,20 @@ def test_sendfile_under_a_close_never_returns_as_in_asyncio(end):
     assert [line[2] for line in ref["tested logs"]] == ["InvalidStateError"]
 
 
+@pytest.mark.parametrize("end", ["close", "abort"])
+def test_start_tls_of_a_closed_transport_never_returns_as_in_asyncio(end):
+    """start_tls() of a transport closed or aborted a step before: its
+    handshake timeout aborts a transport that will not call
+    connection_lost() again, so the waiter is never set and start_tls()
+    never returns (3.11.7, 3.12.1, 3.13.0; the harness gives up after
+    START_TLS_CAP).  wfcloop does the same; a Python where this fails has
+    fixed it, and wfcloop should then follow."""
+    results = records([(end,), ("start_tls",)], keep_open=False, tls=False)
+    assert_all_same(results)
+    tested_outcome, _ = results["stdlib"]["steps"][1][1]
+    assert tested_outcome == Raised(TimeoutError())
+
+
 @pytest.mark.parametrize("side", ["server", "client"])
 def test_start_tls_of_a_tls_connection(side):
     """TLS in TLS: start_tls() on both ends of a connection start_tls()
