@@ -331,11 +331,7 @@ def delivered(sender, receiver):
 def ending(side, other):
     """Whether one end's close or loss has yet to reach the other end,
     which reads and has seen neither an EOF nor its own loss."""
-    try:
-        finished = side.lost or side.transport.is_closing()
-    except AttributeError:              # a TLS transport closed twice
-        finished = True
-    return finished and other.reading and not (other.eof or other.lost)
+    return closing(side) and other.reading and not (other.eof or other.lost)
 
 
 async def wait_until(done, cap):
@@ -366,7 +362,8 @@ async def settle(tested, peer, cap, nothing_due, sendfiles=None):
 
 
 def closing(side):
-    """Whether ``side``'s end is closing or lost."""
+    """Whether ``side``'s end is closing or lost (a TLS transport closed
+    twice raises AttributeError from is_closing(): closed too)."""
     return side.lost or outcome_of(side.transport.is_closing) is not False
 
 
