@@ -452,10 +452,10 @@ class Sendfiles:
         if self.file is None:
             self.file = tempfile.TemporaryFile()
             self.file.write(PATTERN[:251 + (1 << 20)])
+        offset, sent, reading = tested.sent % 251, tested.sent, tested.reading
         # asyncio's fallback reads from the file's position where offset
         # is 0 (it seeks only to a nonzero one).
-        self.file.seek(tested.sent % 251)
-        offset, sent, reading = tested.sent % 251, tested.sent, tested.reading
+        self.file.seek(offset)
         tested.sent += count
         tested.reading = False           # sendfile() pauses reading while it runs
         tested.sendfile_over_tls |= self.tls
