@@ -9,6 +9,16 @@ import time
 import pytest
 
 
+def pytest_configure(config):
+    """An interpreter's usual SIGINT for the tests.  A run started in the
+    background by a non-interactive shell (`cmd &`, nohup) inherits SIGINT
+    ignored, and then Python installs no KeyboardInterrupt handler: the
+    tests of a Ctrl-C during poll() would see nothing arrive (as
+    tests/cpython_asyncio.py says for CPython's own tests)."""
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 def open_fds():
     """The fds this process has open, as listed by the kernel."""
     return set(int(name) for name in os.listdir("/proc/self/fd"))
