@@ -142,6 +142,9 @@ UDP_RCVBUF_FROM = 8 * 1024
 # Other processes' median CPU use during the runs above which the table
 # carries a warning.
 BUSY_OTHERS_CPUS = 0.5
+# A median steal (the hypervisor running others on this VM's CPUs) at or
+# above this share of CPU time makes the run's ratios suspect.
+BUSY_STEAL_PCT = 5.0
 
 DEFAULT_SERVERS = ["wfcloop", "wfcloop-pollers", "uvloop", "asyncio", "c-server"]
 
@@ -267,16 +270,35 @@ def proc_cpu(pid, thread=None):
         return None
 
 
-def machine_busy():
-    """Busy CPU-seconds of the whole machine (all CPUs), from /proc/stat."""
+def machine_ticks():
+    """The whole machine's CPU time (all CPUs) from /proc/stat's first line:
+    user, nice, system, idle, iowait, irq, softirq, steal, in ticks; or None."""
     try:
         with open("/proc/stat") as f:
-            v = [int(x) for x in f.readline().split()[1:]]
+            v = [int(x) for x in f.readline().split()[1:9]]
     except (OSError, ValueError):
         return None
-    v += [0] * (8 - len(v))
-    user, nice, system, idle, iowait, irq, softirq, steal = v[:8]
+    return v + [0] * (8 - len(v))
+
+
+def machine_busy():
+    """Busy CPU-seconds of the whole machine (all CPUs), from /proc/stat."""
+    v = machine_ticks()
+    if v is None:
+        return None
+    user, nice, system, idle, iowait, irq, softirq, steal = v
     return (user + nice + system + irq + softirq) / CLK_TCK
+
+
+def steal_pct(t0, t1):
+    """Share of the machine's CPU time between two machine_ticks() samples
+    that the hypervisor gave to others (steal): a VM whose host is busy runs
+    every server slower, unevenly from run to run, and nothing inside the VM
+    shows it otherwise.  None where the kernel counts none of it."""
+    if t0 is None or t1 is None:
+        return None
+    total = sum(t1) - sum(t0)
+    return round(100 * (t1[7] - t0[7]) / total, 1) if total > 0 else None
 
 
 def module_available(name):
@@ -496,7 +518,8 @@ def run_client(server, cell, a):
             if line in ("mark start", "mark end"):
                 # the main thread is the loop thread in every server here
                 samples[line.split()[1]] = (time.monotonic(), proc_cpu(spid),
-                                            machine_busy(), proc_cpu(spid, spid))
+                                            machine_busy(), proc_cpu(spid, spid),
+                                            machine_ticks())
             elif line:
                 errlines.append(line)
     t = threading.Thread(target=read_marks, daemon=True)
@@ -520,8 +543,9 @@ def run_client(server, cell, a):
         res["why"] = "client failed: " + (" | ".join(errlines)[-300:] or f"exit {proc.returncode}")
         return res
     if "start" in samples and "end" in samples:
-        (t0, s0, b0, l0), (t1, s1, b1, l1) = samples["start"], samples["end"]
+        (t0, s0, b0, l0, m0), (t1, s1, b1, l1, m1) = samples["start"], samples["end"]
         wall = t1 - t0
+        res["steal_pct"] = steal_pct(m0, m1)
         res["window_s"] = round(wall, 4)
         if s0 is not None and s1 is not None:
             res["server_cpu_s"] = round(s1 - s0, 3)
@@ -558,12 +582,13 @@ def run_wrk(server, cell, a):
                        capture_output=True, text=True, timeout=a.warmup + 30)
     secs = max(1, round(a.duration))
     t0, s0 = time.monotonic(), proc_cpu(server.proc.pid)
-    b0 = machine_busy()
+    b0, m0 = machine_busy(), machine_ticks()
     p = subprocess.run(base + ["-d", f"{secs}s", url], capture_output=True, text=True,
                        timeout=secs + 30)
     t1, s1 = time.monotonic(), proc_cpu(server.proc.pid)
-    b1 = machine_busy()
-    res = {"ok": False, "client_rc": p.returncode, "seconds": secs}
+    b1, m1 = machine_busy(), machine_ticks()
+    res = {"ok": False, "client_rc": p.returncode, "seconds": secs,
+           "steal_pct": steal_pct(m0, m1)}
     m = re.search(r"^Requests/sec:\s+([\d.]+)", p.stdout, re.M)
     if not m:
         res["why"] = "wrk failed: " + (p.stderr or p.stdout)[-300:]
@@ -690,7 +715,7 @@ def summarize(runs, cells, servers):
                    "failures": [r.get("why") for r in allr if not r["ok"]],
                    "errors": sum(r.get("errors", 0) or 0 for r in allr)}
             for key in ("rps", "p50_us", "p99_us", "server_cpu_pct", "req_per_cpu_s",
-                        "client_cpu_pct", "others_cpus", "loop_thread_cpu_pct"):
+                        "client_cpu_pct", "others_cpus", "loop_thread_cpu_pct", "steal_pct"):
                 row[key] = median([r.get(key) for r in rs])
             for den in ("uvloop", "asyncio", "c-server"):
                 if den != server:
@@ -1136,6 +1161,8 @@ def main(argv=None):
     psummary = summarize(pruns, pcells, pservers) if pcells else []
     info = machine_info()
     others = median([r.get("others_cpus") for r in runs + pruns])
+    steals = [r["steal_pct"] for r in runs + hruns + pruns if r.get("steal_pct") is not None]
+    steal = median(steals)
     header = [
         f"echo benchmark, {info['cpu_count']} CPUs ({info['usable_cpus']} usable), "
         f"{info['cpu_model']}; Python {info['python']}, kernel {info['kernel']}; "
@@ -1143,7 +1170,9 @@ def main(argv=None):
         f"{a.rounds} rounds x {a.duration:g} s (+{a.warmup:g} s warm-up) per run, client: "
         f"benchmarks/tools/load_client.c, {a.threads} thread(s); took {elapsed:.0f} s; "
         f"other processes used a median {others if others is not None else '?'} CPUs "
-        f"during the runs",
+        f"during the runs"
+        + (f"; the host took (steal) a median {steal:g}% of the CPU time, at most "
+           f"{max(steals):g}%" if steals else ""),
         "req/s, CPU, latency: medians over rounds. ×uvloop, ×asyncio and targets: medians of "
         "per-round paired ratios (same round, same cell). server CPU: utime+stime of the "
         "server process over the measured window (100% = one CPU); req/CPU-s = requests "
@@ -1180,6 +1209,10 @@ def main(argv=None):
     if others is not None and others >= BUSY_OTHERS_CPUS:
         notes.append(f"WARNING: other processes used a median {others} CPUs during the "
                      f"runs; on a busy machine the ratios are unreliable (run again idle)")
+    if steal is not None and steal >= BUSY_STEAL_PCT:
+        notes.append(f"WARNING: the host took a median {steal:g}% of this machine's CPU time "
+                     f"during the runs (steal; at most {max(steals):g}%): every server ran "
+                     f"slower by an uneven amount, so the ratios are unreliable (run again)")
     tail += ["note: " + n for n in notes]
     if tail:
         text += "\n\n" + "\n".join(tail)
