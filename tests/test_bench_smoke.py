@@ -58,6 +58,29 @@ def test_echo_bench_tiny_run(tmp_path):
     assert "cell" in p.stdout and "req/s" in p.stdout  # the table was printed
 
 
+def test_echo_bench_measures_again_above_max_steal(tmp_path):
+    """--max-steal: a run whose window had more steal than that is measured
+    again, up to 3 more times.  Below zero every window exceeds it, so each
+    run is measured four times and the one kept says three were set aside
+    (where this kernel counts steal; with none counted nothing is retried)."""
+    out = tmp_path / "echo.json"
+    p = subprocess.run(
+        [sys.executable, str(BENCH / "echo_bench.py"), "--rounds", "1", "--duration", "0.3",
+         "--warmup", "0", "--modes", "protocol", "--sizes", "1024", "--conns", "10",
+         "--servers", "wfcloop,asyncio", "--max-steal", "-1", "--json", str(out), "--no-png"],
+        capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert p.returncode == 0, p.stdout + p.stderr
+    runs = json.loads(out.read_text())["runs"]
+    assert {r["server"] for r in runs} == {"wfcloop", "asyncio"} and len(runs) == 2
+    for r in runs:
+        assert r["ok"], r.get("why")
+        if r["steal_pct"] is None:
+            assert r["steal_retries"] == 0
+        else:
+            assert r["steal_retries"] == 3 and len(r["steal_set_aside"]) == 3
+            assert p.stderr.count(f"{r['server']}: steal") == 3
+
+
 def test_micro_bench_tiny_run(tmp_path):
     """micro_bench.py's call, memory and accept parts, tiny: every loop is
     measured in each (a failed server shows up as a 'why' in its row)."""
