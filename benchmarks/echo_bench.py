@@ -283,12 +283,11 @@ def machine_ticks():
     return v + [0] * (8 - len(v))
 
 
-def machine_busy():
-    """Busy CPU-seconds of the whole machine (all CPUs), from /proc/stat."""
-    v = machine_ticks()
-    if v is None:
+def busy_s(ticks):
+    """Busy CPU-seconds in a machine_ticks() sample (None for None)."""
+    if ticks is None:
         return None
-    user, nice, system, idle, iowait, irq, softirq, steal = v
+    user, nice, system, idle, iowait, irq, softirq, steal = ticks
     return (user + nice + system + irq + softirq) / CLK_TCK
 
 
@@ -296,7 +295,8 @@ def steal_pct(t0, t1):
     """Share of the machine's CPU time between two machine_ticks() samples
     that the hypervisor gave to others (steal): a VM whose host is busy runs
     every server slower, unevenly from run to run, and nothing inside the VM
-    shows it otherwise.  None where the kernel counts none of it."""
+    shows it otherwise.  0 where the kernel counts no steal; None without a
+    sample."""
     if t0 is None or t1 is None:
         return None
     total = sum(t1) - sum(t0)
@@ -520,8 +520,7 @@ def run_client(server, cell, a):
             if line in ("mark start", "mark end"):
                 # the main thread is the loop thread in every server here
                 samples[line.split()[1]] = (time.monotonic(), proc_cpu(spid),
-                                            machine_busy(), proc_cpu(spid, spid),
-                                            machine_ticks())
+                                            machine_ticks(), proc_cpu(spid, spid))
             elif line:
                 errlines.append(line)
     t = threading.Thread(target=read_marks, daemon=True)
@@ -545,7 +544,8 @@ def run_client(server, cell, a):
         res["why"] = "client failed: " + (" | ".join(errlines)[-300:] or f"exit {proc.returncode}")
         return res
     if "start" in samples and "end" in samples:
-        (t0, s0, b0, l0, m0), (t1, s1, b1, l1, m1) = samples["start"], samples["end"]
+        (t0, s0, m0, l0), (t1, s1, m1, l1) = samples["start"], samples["end"]
+        b0, b1 = busy_s(m0), busy_s(m1)
         wall = t1 - t0
         res["steal_pct"] = steal_pct(m0, m1)
         res["window_s"] = round(wall, 4)
@@ -584,11 +584,11 @@ def run_wrk(server, cell, a):
                        capture_output=True, text=True, timeout=a.warmup + 30)
     secs = max(1, round(a.duration))
     t0, s0 = time.monotonic(), proc_cpu(server.proc.pid)
-    b0, m0 = machine_busy(), machine_ticks()
+    m0 = machine_ticks()
     p = subprocess.run(base + ["-d", f"{secs}s", url], capture_output=True, text=True,
                        timeout=secs + 30)
     t1, s1 = time.monotonic(), proc_cpu(server.proc.pid)
-    b1, m1 = machine_busy(), machine_ticks()
+    m1 = machine_ticks()
     res = {"ok": False, "client_rc": p.returncode, "seconds": secs,
            "steal_pct": steal_pct(m0, m1)}
     m = re.search(r"^Requests/sec:\s+([\d.]+)", p.stdout, re.M)
@@ -615,7 +615,7 @@ def run_wrk(server, cell, a):
         res["server_cpu_s"] = round(s1 - s0, 3)
         res["server_cpu_pct"] = round(100 * (s1 - s0) / (t1 - t0), 1)
         res["req_per_cpu_s"] = round(res["requests"] / (s1 - s0), 1)
-    if b0 is not None and b1 is not None:
+    if m0 is not None and m1 is not None:
         res["window_s"] = round(t1 - t0, 3)
     res["ok"] = res["requests"] > 0
     return res
