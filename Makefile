@@ -41,7 +41,7 @@ WFCQ_ASAN_ARGS ?= 4 200000 2
 EP_SRC := cython/selftest/ep_stress.c
 EP_CORE := cython/eventpoll_core.c
 # The parts it includes (one translation unit).
-EP_PARTS := $(wildcard cython/eventpoll/*.c)
+EP_PARTS := $(wildcard cython/eventpoll/*.c cython/eventpoll/*.h)
 EP_DEPS := $(EP_SRC) $(EP_CORE) $(EP_PARTS) cython/eventpoll_core.h cython/wfcqueue.h cython/selftest/stress_common.h
 # channels tokens_per_writer storm_ops rounds [close_without_del]
 EP_TSAN_ARGS ?= 32 3000 600 1

@@ -193,6 +193,7 @@
 #define _GNU_SOURCE
 #include "eventpoll_core.h"
 #include "wfcqueue.h"
+#include "eventpoll/adaptive_rule.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -401,17 +402,7 @@ struct wfc_ep {
     _Atomic int phase_request;    /* -1: none */
     _Atomic int adaptive;         /* relaxed: a setting, read each wait */
     _Atomic uint64_t phase_switches;
-    struct adapt_state {          /* the consumer's only */
-        int64_t window_start_ns;
-        uint64_t delivered_at_start;
-        int stage;                /* ADAPT_STEADY, _WARMUP, _MEASURE */
-        double baseline_rate;     /* events/s in the phase we probed away from */
-        int64_t next_probe_ns;
-        int64_t backoff_ns;
-        int64_t scale;            /* every constant of the rule / scale (tests) */
-        unsigned waits_unclocked; /* waits since the clock was last read */
-        uint64_t delivered_seen;  /* `delivered` at the last wait's start */
-    } adapt;
+    struct adapt_state adapt;     /* the consumer's only (eventpoll/adaptive_rule.h) */
 };
 
 #define STAT_ADD(field, n) atomic_fetch_add_explicit(&(field), (n), memory_order_relaxed)

@@ -23,7 +23,7 @@ PYX = ROOT / "cython" / "selftest" / f"{NAME}.pyx"
 SOURCES = ([PYX, ROOT / "cython" / "eventpoll_core.c", ROOT / "cython" / "eventpoll_core.h",
             ROOT / "cython" / "wfcqueue.h"]
            + sorted((ROOT / "cython" / "selftest").glob("*.[ch]"))
-           + sorted((ROOT / "cython" / "eventpoll").glob("*.c")))
+           + sorted((ROOT / "cython" / "eventpoll").glob("*.[ch]")))
 CFLAGS = ["-O2", "-std=gnu11", "-Wall", "-Wno-unused-function", "-pthread"]
 
 

@@ -83,8 +83,7 @@ int wfc_ep_create(wfc_ep **out, int npollers, int kfd, int ready_list_kind)
     ep->snapshot = 1;
     ep->phase = WFC_PHASE_POLLERS;
     atomic_init(&ep->phase_request, -1);
-    ep->adapt.scale = 1;
-    ep->adapt.backoff_ns = ADAPT_BACKOFF_MIN_NS;
+    adapt_init(&ep->adapt, 1);
     pthread_mutex_init(&ep->park_lock, NULL);
     pthread_cond_init(&ep->parked_cond, NULL);
     wfcq_init(&ep->ready_head, &ep->ready_tail);

@@ -3,8 +3,9 @@
  * locking rules and the ordering argument of each atomic are explained at
  * the top of eventpoll_core.c.
  *
- * This file: PHASES and ADAPTIVE: parking and unparking the pollers, and the
- * adaptive rule that wfc_ep_wait (consumer.c) runs at each call.
+ * This file: PHASES and ADAPTIVE: parking and unparking the pollers, and
+ * the step of the adaptive rule (eventpoll/adaptive_rule.h) that
+ * wfc_ep_wait (consumer.c) runs at each call.
  */
 
 /* ------------------------------------------------------------- phases */
@@ -93,86 +94,18 @@ static void switch_phase(wfc_ep *ep, int phase)
         unpark_pollers(ep);
 }
 
-/*
- * ADAPTIVE RULE (consumer, at the start of each wait; poller mode only).
- * The phase that delivers more events per second wins, by trial: proxies
- * such as "the consumer sleeps, so inline is free" proved unreliable here
- * (sock_* echo on 2 CPUs: the loop thread slept 25% of the time inline, and
- * pinned pollers still measured 0.8-1.1x inline from run to run, by
- * overlapping the kernel's work with the Python callbacks; protocol echo:
- * 0.6-0.8x).  Time is
- * cut in windows of ADAPT_WINDOW_NS.  The phase starts INLINE, where a
- * hand-off costs nothing.  Once a window has load (ADAPT_MIN_EVENTS) and
- * the next trial is due, the pollers are tried: ADAPT_WARMUP_NS to settle,
- * then ADAPT_MEASURE_NS measured.  They stay only if they delivered
- * ADAPT_GAIN more events per second than the inline window before (a
- * window's spread here is a few percent); else the next trial waits twice
- * as long (ADAPT_BACKOFF_MIN_NS .. _MAX_NS), so a losing trial costs under
- * 1% of the time once backed off.  With the pollers kept, inline is tried
- * again every ADAPT_RECHECK_NS and wins back at ADAPT_TIE of the pollers'
- * rate (inline is cheaper in CPU).  A window with fewer than
- * ADAPT_MIN_EVENTS events is light load: inline, at once.  With an
- * open-loop load both phases deliver the same rate, so inline stays.
- */
-#define ADAPT_WINDOW_NS 100000000LL        /* 100 ms */
-#define ADAPT_WARMUP_NS 20000000LL         /* 20 ms */
-#define ADAPT_MEASURE_NS 200000000LL       /* 200 ms: a trial's verdict */
-#define ADAPT_MIN_EVENTS 1000
-#define ADAPT_GAIN 1.05
-#define ADAPT_TIE 0.95
-#define ADAPT_BACKOFF_MIN_NS 2000000000LL  /* 2 s */
-#define ADAPT_BACKOFF_MAX_NS 64000000000LL /* 64 s */
-#define ADAPT_RECHECK_NS 10000000000LL     /* 10 s */
+/* ADAPTIVE RULE (consumer, at the start of each wait; poller mode only):
+ * the rule itself is eventpoll/adaptive_rule.h; this part reads the clock
+ * for it and applies the phase it asks for. */
 #define ADAPT_CLOCK_EVERY 32               /* waits between clock reads under load */
-enum { ADAPT_STEADY, ADAPT_WARMUP, ADAPT_MEASURE };
-
-static void adapt_window_end(wfc_ep *ep, struct adapt_state *a, int64_t now, double rate)
-{
-#ifdef WFC_ADAPT_DEBUG
-    fprintf(stderr, "adapt: phase=%s stage=%d rate=%.0f baseline=%.0f\n",
-            ep->phase == WFC_PHASE_INLINE ? "inline" : "pollers", a->stage, rate,
-            a->baseline_rate);
-#endif
-    switch (a->stage) {
-    case ADAPT_STEADY:
-        if (now < a->next_probe_ns)
-            break;
-        /* A trial of the other phase against this window's rate. */
-        a->baseline_rate = rate;
-        a->stage = ADAPT_WARMUP;
-        switch_phase(ep, ep->phase == WFC_PHASE_INLINE ? WFC_PHASE_POLLERS : WFC_PHASE_INLINE);
-        break;
-    case ADAPT_WARMUP:   /* adapt_phase() ends it without a verdict */
-        break;
-    case ADAPT_MEASURE:
-        a->stage = ADAPT_STEADY;
-        if (ep->phase == WFC_PHASE_POLLERS) {
-            if (rate > a->baseline_rate * ADAPT_GAIN) {
-                a->backoff_ns = ADAPT_BACKOFF_MIN_NS / a->scale;
-                a->next_probe_ns = now + ADAPT_RECHECK_NS / a->scale;
-            } else {
-                a->backoff_ns = a->backoff_ns * 2 < ADAPT_BACKOFF_MAX_NS / a->scale
-                              ? a->backoff_ns * 2 : ADAPT_BACKOFF_MAX_NS / a->scale;
-                a->next_probe_ns = now + a->backoff_ns;
-                switch_phase(ep, WFC_PHASE_INLINE);
-            }
-        } else if (rate >= a->baseline_rate * ADAPT_TIE) {
-            a->next_probe_ns = now + a->backoff_ns;
-        } else {
-            a->next_probe_ns = now + ADAPT_RECHECK_NS / a->scale;
-            switch_phase(ep, WFC_PHASE_POLLERS);
-        }
-        break;
-    }
-}
 
 /* Consumer, at the start of a wait: apply a requested phase, or let the
  * adaptive rule decide when a window ends. */
 static void adapt_phase(wfc_ep *ep)
 {
     struct adapt_state *a = &ep->adapt;
-    int64_t now, wall;
     uint64_t delivered;
+    int want;
 
     /* Relaxed load first, so that a wait with no request pending (nearly
      * every one) makes no atomic read-modify-write; the exchange takes a
@@ -198,41 +131,20 @@ static void adapt_phase(wfc_ep *ep)
     }
     a->delivered_seen = delivered;
     a->waits_unclocked = 0;
-    now = now_ns();
-    if (a->window_start_ns == 0) {
-        a->window_start_ns = now;
-        a->next_probe_ns = now + a->backoff_ns;
-        a->delivered_at_start = atomic_load_explicit(&ep->delivered, memory_order_relaxed);
-        return;
+    want = adapt_step(a, ep->phase, now_ns(), delivered);
+    if (want >= 0) {
+        switch_phase(ep, want);
+        /* A switch takes time; the next window starts after it.  Relaxed,
+         * as above. */
+        adapt_restart_window(a, now_ns(), atomic_load_explicit(&ep->delivered, memory_order_relaxed));
     }
-    wall = now - a->window_start_ns;
-    if (wall < (a->stage == ADAPT_WARMUP ? ADAPT_WARMUP_NS
-                : a->stage == ADAPT_MEASURE ? ADAPT_MEASURE_NS : ADAPT_WINDOW_NS) / a->scale)
-        return;
-    if (a->stage == ADAPT_WARMUP) {
-        a->stage = ADAPT_MEASURE;   /* what it measured is the switch's cost */
-    } else if (delivered - a->delivered_at_start
-               >= (uint64_t)((ADAPT_MIN_EVENTS + a->scale - 1) / a->scale)) {   /* scale >= 1 */
-        double rate = (double)(delivered - a->delivered_at_start) * 1e9 / (double)wall;
-        adapt_window_end(ep, a, now, rate);
-        now = now_ns();   /* a switch takes time; start the window after it */
-    } else if (a->stage != ADAPT_STEADY || ep->phase == WFC_PHASE_POLLERS) {
-        /* Light load, or it went away in the middle of a try: inline. */
-        a->stage = ADAPT_STEADY;
-        a->next_probe_ns = now + a->backoff_ns;
-        switch_phase(ep, WFC_PHASE_INLINE);
-        now = now_ns();
-    }
-    a->window_start_ns = now;
-    a->delivered_at_start = atomic_load_explicit(&ep->delivered, memory_order_relaxed);
 }
 
 void wfc_ep_set_adaptive_timescale(wfc_ep *ep, int divisor)
 {
     /* Before the first wait of an adaptive eventpoll (the consumer reads
      * it without a lock): a test's setting. */
-    ep->adapt.scale = divisor > 0 ? divisor : 1;
-    ep->adapt.backoff_ns = ADAPT_BACKOFF_MIN_NS / ep->adapt.scale;
+    adapt_init(&ep->adapt, divisor);
 }
 
 void wfc_ep_set_adaptive(wfc_ep *ep, int on)

@@ -241,6 +241,8 @@ cdef extern from "eventpoll_core.h" nogil:
     enum:
         WFC_READY_LIST_WFCQUEUE
         WFC_READY_LIST_MUTEX
+        WFC_PHASE_INLINE
+        WFC_PHASE_POLLERS
 
 
 #: Bit of ``result["violations"]`` -> name.
@@ -329,6 +331,45 @@ def eventpoll_stress(*, int pollers=2, mode="lt", ready_list="wfcqueue",
     out["seed"] = cfg.seed
     out["violation_names"] = eventpoll_violation_names(res.violations)
     return out
+
+
+# ---------------------------------------------------------------------------
+# The adaptive rule on a synthetic clock: cython/selftest/adapt_sim.c
+# ---------------------------------------------------------------------------
+
+cdef extern from "selftest/adapt_sim.c" nogil:
+    cdef struct adapt_sim_switch:
+        int64_t at_ns
+        int to_phase
+
+    int adapt_sim_run(double inline_rate, double pollers_rate, int64_t duration_ns,
+                      int64_t step_ns, int64_t idle_after_ns, int64_t switch_ns,
+                      int64_t scale, adapt_sim_switch *out, int max)
+
+
+def adaptive_rule_trace(double inline_rate, double pollers_rate, double seconds, *,
+                        double step_us=100.0, double idle_after=0.0,
+                        double switch_us=0.0, int scale=1):
+    """Run the core's adaptive rule (eventpoll/adaptive_rule.h) for
+    `seconds` of a synthetic clock, stepped every `step_us`, with events
+    arriving at `inline_rate` or `pollers_rate` per second by phase (none
+    after `idle_after` seconds, if > 0; none during a switch's `switch_us`).
+
+    Returns the switches, in order, as (seconds from the start, "inline" or
+    "pollers").  The phase starts inline.
+    """
+    cdef adapt_sim_switch out[256]
+    cdef int n
+    if seconds <= 0 or step_us <= 0 or inline_rate < 0 or pollers_rate < 0:
+        raise ValueError("adaptive_rule_trace: seconds and step_us must be > 0, rates >= 0")
+    with nogil:
+        n = adapt_sim_run(inline_rate, pollers_rate, <int64_t>(seconds * 1e9),
+                          <int64_t>(step_us * 1e3), <int64_t>(idle_after * 1e9),
+                          <int64_t>(switch_us * 1e3), scale, out, 256)
+    if n > 256:
+        raise OverflowError(f"adaptive_rule_trace: {n} switches, more than 256 recorded")
+    return [(out[i].at_ns / 1e9, "pollers" if out[i].to_phase == WFC_PHASE_POLLERS else "inline")
+            for i in range(n)]
 
 
 # ---------------------------------------------------------------------------
