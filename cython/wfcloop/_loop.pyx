@@ -77,6 +77,10 @@ cdef extern from "Python.h":
     object PyObject_Call(object callable, object args, PyObject *kwargs)
     object PyContext_CopyCurrent()
     PyObject *PyDict_GetItem(object d, object key)
+    # The singletons themselves: in Cython `<PyObject *>True` is the C
+    # constant 1, not the object.
+    PyObject *Py_True
+    PyObject *Py_False
 
 
 cdef extern from "sys/socket.h" nogil:

@@ -130,9 +130,9 @@ cdef inline bint is_cancelled(object handle) except -1:
     cdef PyObject *field
     if t is Handle or t is TimerHandle:
         field = get_slot(handle, H_CANCELLED)
-        if field == <PyObject *>True:
+        if field == Py_True:
             return True
-        if field == <PyObject *>False:
+        if field == Py_False:
             return False
     return bool(handle._cancelled)
 
