@@ -146,7 +146,7 @@ cdef class PollerIO:
                 if data is not None and not err and not transport._conn_lost:
                     c_send(self.fd, PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data),
                            MSG_NOSIGNAL | MSG_DONTWAIT)
-        if not self.held and transport._wfc_io is self:
+        if not self.held and transport_io(transport) is self:
             transport._wfc_io = None
 
     cdef Py_ssize_t pending(self) noexcept:
@@ -162,7 +162,7 @@ cdef class PollerIO:
         """Keep read r (at the front: first) for after resume_reading."""
         if self.held is None:
             self.held = []
-        if self.transport._wfc_io is None:
+        if transport_io(self.transport) is None:
             self.transport._wfc_io = self   # (stopped while delivering)
         if first:
             self.held.insert(0, r)
@@ -180,7 +180,7 @@ cdef class PollerIO:
             self.deliver_read(held.pop(0))
         if not self.held:
             self.held = None
-            if not self.enabled and transport._wfc_io is self:
+            if not self.enabled and transport_io(transport) is self:
                 transport._wfc_io = None
 
     cdef deliver_read(self, r):

@@ -77,27 +77,35 @@ class SocketTransport(SelectorSocketTransport):
     the socket while nothing is buffered.  Everything else (flow control, EOF, close, sendfile, TLS
     upgrade) is asyncio's."""
 
+    # The state the read and write paths look at on every event, in slots:
+    # asyncio's code sets and reads them as before (a slot is a data
+    # descriptor, found before the instance dict), and the paths below read
+    # them at their offsets in the object (HOT_FIELDS), as run_once reads a
+    # Handle's.  As instance attributes each was a dict lookup of about 170
+    # instructions, nine of them per echoed message.
+    __slots__ = ("_sock_fd", "_protocol", "_read_ready_cb", "_conn_lost", "_buffer",
+                 "_eof", "_empty_waiter", "_wfc_io")
+
     # The loop's TransportMap finds a reading transport through its reader,
     # and needs to know when that starts or stops (see TransportMap).
 
     # Poller-side I/O (loop/poller_io.pyx): while the loop's pollers read
     # the kernel, a PollerIO strategy does this transport's socket I/O;
     # the transport calls it at the boundaries below and otherwise does
-    # asyncio's I/O.  Each method reads the field once: it is an instance
-    # attribute lookup (about 170 instructions), paid on every read and
-    # write, also while the pollers are parked.
-    _wfc_io = None       # the PollerIO strategy, or None
+    # asyncio's I/O.  _wfc_io (a slot, unset until the first reader is
+    # added): the PollerIO strategy, or None.
 
     def _add_reader(self, fd, callback, *args):
         super()._add_reader(fd, callback, *args)
         track_reading(self)
-        if self._wfc_io is None:
+        io = transport_io(self)
+        if io is None:
             self._wfc_io = poller_io_for(self, fd)
         else:
-            (<PollerIO>self._wfc_io).on_add_reader(fd)
+            (<PollerIO>io).on_add_reader(fd)
 
     def pause_reading(self):
-        io = self._wfc_io
+        io = transport_io(self)
         if io is not None and self.is_reading():
             (<PollerIO>io).stop(True, True)
         super().pause_reading()
@@ -105,39 +113,39 @@ class SocketTransport(SelectorSocketTransport):
 
     def resume_reading(self):
         super().resume_reading()
-        io = self._wfc_io
+        io = transport_io(self)
         if io is not None:
             (<PollerIO>io).on_resume()
 
     def _read_ready__on_eof(self):
         # eof_received() may write, and a kept-open transport stops
         # reading: both on asyncio's paths.
-        io = self._wfc_io
+        io = transport_io(self)
         if io is not None:
             (<PollerIO>io).stop(True, False)
         super()._read_ready__on_eof()
         track_reading(self)
 
     def close(self):
-        io = self._wfc_io
+        io = transport_io(self)
         if io is not None:
             (<PollerIO>io).stop(True, False)
         super().close()
 
     def _force_close(self, exc):
-        io = self._wfc_io
+        io = transport_io(self)
         if io is not None:
             (<PollerIO>io).stop(False, False)
         super()._force_close(exc)
 
     def write_eof(self):
-        io = self._wfc_io
+        io = transport_io(self)
         if io is not None:
             (<PollerIO>io).settle()
         super().write_eof()
 
     def writelines(self, list_of_data):
-        io = self._wfc_io
+        io = transport_io(self)
         if io is not None:
             (<PollerIO>io).settle()
         super().writelines(list_of_data)
@@ -146,14 +154,14 @@ class SocketTransport(SelectorSocketTransport):
         """Bytes buffered by asyncio's write, plus those queued for the
         pollers and not sent yet."""
         n = super().get_write_buffer_size()
-        io = self._wfc_io
+        io = transport_io(self)
         if io is not None:
             n += (<PollerIO>io).pending()
         return n
 
     if asyncio_compat.HAVE_MAKE_EMPTY_WAITER:
         def _make_empty_waiter(self):
-            io = self._wfc_io
+            io = transport_io(self)
             if io is not None:
                 (<PollerIO>io).settle()
             return super()._make_empty_waiter()
@@ -171,21 +179,21 @@ class SocketTransport(SelectorSocketTransport):
         super(SelectorSocketTransport, self).set_protocol(protocol)
 
     def _read_ready(self):
-        self._read_ready_cb(self)
+        (<object>get_slot(self, T_READ_READY_CB))(self)
 
     def _read_ready__data_received(self):
         cdef ssize_t n
-        if self._conn_lost:
+        if field(self, T_CONN_LOST):
             return
-        io = self._wfc_io
+        io = transport_io(self)
         if io is not None and (<PollerIO>io).take_read():
             return
-        n = recv_ready(self, self._sock_fd, read_buffer, READ_BUFFER_SIZE)
+        n = recv_ready(self, field(self, T_SOCK_FD), read_buffer, READ_BUFFER_SIZE)
         if n < 0:
             return
         data = PyBytes_FromStringAndSize(read_buffer, n)
         try:
-            self._protocol.data_received(data)
+            field(self, T_PROTOCOL).data_received(data)
         except (SystemExit, KeyboardInterrupt):
             raise
         except BaseException as exc:
@@ -195,17 +203,17 @@ class SocketTransport(SelectorSocketTransport):
     def _read_ready__get_buffer(self):
         cdef ssize_t n
         cdef Py_buffer view
-        if self._conn_lost:
+        if field(self, T_CONN_LOST):
             return
-        io = self._wfc_io
+        io = transport_io(self)
         if io is not None and (<PollerIO>io).take_read():
             return
-        protocol = self._protocol
+        protocol = field(self, T_PROTOCOL)
         if type(protocol) is TLSProtocol:
             # wfcloop's TLS protocol: straight into its loop's TLS buffer,
             # without the get_buffer()/buffer_updated() calls.
             tls_buffer = (<TLSProtocolBase>protocol).buf
-            n = recv_ready(self, self._sock_fd, (<TLSBuffer>tls_buffer).ptr,
+            n = recv_ready(self, field(self, T_SOCK_FD), (<TLSBuffer>tls_buffer).ptr,
                            (<TLSBuffer>tls_buffer).size)
             if n < 0:
                 return
@@ -220,13 +228,13 @@ class SocketTransport(SelectorSocketTransport):
         if not get_protocol_buffer(self, -1, &view):
             return
         try:
-            n = recv_ready(self, self._sock_fd, view.buf, view.len)
+            n = recv_ready(self, field(self, T_SOCK_FD), view.buf, view.len)
         finally:
             PyBuffer_Release(&view)
         if n < 0:
             return
         try:
-            self._protocol.buffer_updated(n)
+            field(self, T_PROTOCOL).buffer_updated(n)
         except (SystemExit, KeyboardInterrupt):
             raise
         except BaseException as exc:
@@ -237,7 +245,7 @@ class SocketTransport(SelectorSocketTransport):
         """Queue ``data`` for the pollers (poller-side I/O), else send it
         now when nothing is buffered and it all fits in the socket;
         otherwise asyncio's write() buffers the rest."""
-        io = self._wfc_io
+        io = transport_io(self)
         if io is not None and (<PollerIO>io).write(data):
             return
         plain_write(self, data)
@@ -262,16 +270,52 @@ class SocketTransport(SelectorSocketTransport):
 cdef bint WRITE_BUFFER_IS_BYTEARRAY = asyncio_compat.BUFFER_FACTORY_IS_BYTEARRAY
 
 
+cdef Py_ssize_t hot_field_offset(str name) except -1:
+    """Offset of SocketTransport's slot ``name`` (one of asyncio's fields
+    that asyncio_compat.SOCKET_TRANSPORT_STATE declares, or _wfc_io)."""
+    if name != "_wfc_io" and name not in asyncio_compat.SOCKET_TRANSPORT_STATE:
+        raise ImportError(f"SocketTransport's slot {name!r} is not declared in asyncio_compat")
+    descriptor = SocketTransport.__dict__[name]
+    return (<PyMemberDescrObject *>descriptor).d_member.offset
+
+
+cdef Py_ssize_t T_SOCK_FD = hot_field_offset("_sock_fd")
+cdef Py_ssize_t T_PROTOCOL = hot_field_offset("_protocol")
+cdef Py_ssize_t T_READ_READY_CB = hot_field_offset("_read_ready_cb")
+cdef Py_ssize_t T_CONN_LOST = hot_field_offset("_conn_lost")
+cdef Py_ssize_t T_BUFFER = hot_field_offset("_buffer")
+cdef Py_ssize_t T_EOF = hot_field_offset("_eof")
+cdef Py_ssize_t T_EMPTY_WAITER = hot_field_offset("_empty_waiter")
+cdef Py_ssize_t T_WFC_IO = hot_field_offset("_wfc_io")
+
+
+cdef inline object field(transport, Py_ssize_t offset):
+    """A SocketTransport's slot at offset, as reading the attribute would
+    give it (AttributeError while never set)."""
+    cdef PyObject *value = get_slot(transport, offset)
+    if value == NULL:
+        raise AttributeError(f"{type(transport).__name__!r} object has no attribute set "
+                             f"at slot offset {offset}")
+    return <object>value
+
+
+cdef inline object transport_io(transport):
+    """A SocketTransport's PollerIO strategy, or None (also while its slot
+    was never set: no reader added yet)."""
+    cdef PyObject *value = get_slot(transport, T_WFC_IO)
+    return <object>value if value != NULL else None
+
+
 cdef plain_write(self, data):
     """write() without poller-side I/O: asyncio's write(), with the send
     of a write that finds nothing buffered made in C.  As in asyncio, that
     one send is all the write tries: what the socket does not take is
     buffered for the writer, an error is the transport's fatal error."""
     cdef ssize_t n
-    if (type(data) is bytes and not self._buffer and not self._eof
-            and self._empty_waiter is None and not self._conn_lost
+    if (type(data) is bytes and not field(self, T_BUFFER) and not field(self, T_EOF)
+            and field(self, T_EMPTY_WAITER) is None and not field(self, T_CONN_LOST)
             and PyBytes_GET_SIZE(data) > 0):
-        n = c_send(self._sock_fd, PyBytes_AS_STRING(data),
+        n = c_send(field(self, T_SOCK_FD), PyBytes_AS_STRING(data),
                    PyBytes_GET_SIZE(data), MSG_NOSIGNAL)
         if n == PyBytes_GET_SIZE(data):
             return
@@ -287,7 +331,7 @@ cdef plain_write(self, data):
             n = 0
         buffer_unsent(self, data, n)
         return
-    if type(self._buffer) is bytes:
+    if type(field(self, T_BUFFER)) is bytes:
         self._buffer = bytearray()  # the first write that may buffer
     super_write(self, data)
 
