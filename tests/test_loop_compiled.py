@@ -688,6 +688,51 @@ def test_set_protocol_switches_the_read_path(loop):
     assert got == [("plain", b"one"), ("buffered", b"two")]
 
 
+def test_hot_transport_fields_are_slots_shared_with_asyncio(loop):
+    """The fields the compiled read and write paths check per event are
+    slots of wfcloop's transport (read at their offsets), and asyncio's own
+    code sets and reads the same ones: write_eof() then write() raises
+    asyncio's error, and after abort() writes are dropped as asyncio drops
+    them, with nothing sent."""
+    import types
+
+    class Echo(asyncio.Protocol):
+        def connection_made(self, transport):
+            self.transport = transport
+
+    async def main():
+        a, b = socket.socketpair()
+        b.setblocking(False)
+        transport, _ = await loop.connect_accepted_socket(Echo, a)
+        cls = type(transport)
+        for name in ("_sock_fd", "_protocol", "_read_ready_cb", "_conn_lost", "_buffer",
+                     "_eof", "_empty_waiter"):
+            assert type(cls.__dict__[name]) is types.MemberDescriptorType, name
+            assert name not in transport.__dict__, name
+        assert transport._sock_fd == a.fileno() and transport._conn_lost == 0
+        transport.write(b"before")
+        await asyncio.sleep(0.01)
+        assert b.recv(100) == b"before"
+        transport.write_eof()
+        assert transport._eof is True
+        with pytest.raises(RuntimeError, match="write_eof"):
+            transport.write(b"after eof")
+        transport.close()
+        b.close()
+
+        a, b = socket.socketpair()
+        transport, _ = await loop.connect_accepted_socket(Echo, a)
+        transport.abort()
+        assert transport._conn_lost == 1
+        transport.write(b"after abort")   # dropped (asyncio counts it)
+        assert transport._conn_lost == 2
+        await asyncio.sleep(0.01)
+        assert b.recv(100) == b""        # closed, nothing sent
+        b.close()
+
+    loop.run_until_complete(main())
+
+
 def test_transport_extra_behaves_as_a_dict(loop):
     """A transport's _extra (slots in place of asyncio's dict) answers
     what a dict answers: reads, writes, deletes, other names, iteration;
