@@ -1,7 +1,8 @@
 """benchmarks/: the C load client and C echo server build without warnings,
 and echo_bench.py runs a tiny matrix end to end (1 round, 0.5 s, protocol
 mode) with every server answering and the client seeing no errors; so does
-micro_bench.py's call, memory and accept parts.
+micro_bench.py's call, memory and accept parts, and instructions_bench.py
+under valgrind (where it is installed).
 
 Never asserts timings or ratios: only that each server was measured."""
 import json
@@ -79,6 +80,44 @@ def test_echo_bench_measures_again_above_max_steal(tmp_path):
         else:
             assert r["steal_retries"] == 3 and len(r["steal_set_aside"]) == 3
             assert p.stderr.count(f"{r['server']}: steal") == 3
+
+
+@pytest.mark.skipif(shutil.which("callgrind_control") is None,
+                    reason="needs valgrind (scripts/install-valgrind.sh)")
+def test_instructions_bench_counts_the_measured_window(tmp_path):
+    """instructions_bench.py zeroes callgrind's counters at the client's
+    measured window and dumps them at its end: the count is the window's,
+    not the server's start (a Python server's imports alone are hundreds of
+    millions of instructions), and only the loop thread runs inline."""
+    out = tmp_path / "instructions.json"
+    p = subprocess.run(
+        [sys.executable, str(BENCH / "instructions_bench.py"), "--servers", "wfcloop,wfcloop-p2",
+         "--modes", "protocol,tls" if _have_openssl_headers() else "protocol",
+         "--conns", "10", "--warmup", "0.3", "--duration", "0.5", "--json", str(out)],
+        capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert p.returncode == 0, p.stdout + p.stderr
+    runs = {(r["server"], r["mode"]): r for r in json.loads(out.read_text())["runs"]}
+    assert {server for server, _ in runs} == {"wfcloop", "wfcloop-p2"}
+    for name, r in runs.items():
+        assert r["ok"] and r["requests"] > 0, (name, r)
+        assert r["loop_ir"] < 150_000_000, (name, r)   # the window, not the start
+        assert 500 < r["loop_ir_per_request"] < 50_000, (name, r)
+        assert r["all_ir"] >= r["loop_ir"], (name, r)
+    inline = runs["wfcloop", "protocol"]
+    assert inline["threads"] == 1 and inline["all_ir"] == inline["loop_ir"]
+    assert "instructions per request" in p.stdout
+
+
+def test_instructions_bench_runs_valgrind_after_an_env_prefix():
+    sys.path.insert(0, str(BENCH))
+    try:
+        import instructions_bench as ib
+    finally:
+        sys.path.remove(str(BENCH))
+    argv = ib.callgrind_argv(["env", "WFCLOOP_ADAPTIVE=0", "python", "srv.py"], "/tmp/x.cg")
+    assert argv[:2] == ["env", "WFCLOOP_ADAPTIVE=0"] and argv[2] == "valgrind"
+    assert argv[-2:] == ["python", "srv.py"] and "--callgrind-out-file=/tmp/x.cg" in argv
+    assert ib.callgrind_argv(["python", "srv.py"], "/tmp/x.cg")[0] == "valgrind"
 
 
 def test_micro_bench_tiny_run(tmp_path):
