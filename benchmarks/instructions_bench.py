@@ -14,8 +14,9 @@ and those of every thread (poller threads included).
 What it does not count: the kernel's work (the same system calls for every
 loop here; echo_bench.py's req/CPU-s includes it) and cycles (a cache miss
 costs as much as a hundred instructions).  Under valgrind the server runs
-about 50x slower, so the load is light: adaptive poller mode then stays
-inline, which is its steady state on 2 CPUs.
+about 50x slower, and adaptive poller mode stays mostly inline, its steady
+state on 2 CPUs (a trial of the pollers that falls in the window shows as
+an all-threads count above the loop thread's).
 
     python benchmarks/instructions_bench.py                 # protocol, 1 KiB, 100 conns
     python benchmarks/instructions_bench.py --servers wfcloop,wfcloop-p2,uvloop \\
@@ -170,7 +171,7 @@ def main(argv=None):
     p.add_argument("--duration", type=float, default=4.0,
                    help="seconds counted (default 4; tens of thousands of requests under valgrind)")
     p.add_argument("--rounds", type=int, default=1,
-                   help="runs per server and mode (default 1: the counts repeat within ~1%%)")
+                   help="runs per server and mode (default 1: the counts repeat within about 1%%, but for a trial of the pollers in the window and sock_*, which depends on the load)")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--json", help="write the results here")
     a = p.parse_args(argv)
