@@ -497,6 +497,26 @@ class Server:
 # one measurement
 # --------------------------------------------------------------------------
 
+def client_output(proc, on_stderr_line, timeout_s, join_s=5):
+    """A load client's stdout, read here while a thread hands each line of
+    its stderr (the --marks lines, errors) to on_stderr_line, stripped; a
+    timer kills a client that runs past timeout_s."""
+    def read_stderr():
+        for line in proc.stderr:
+            on_stderr_line(line.strip())
+    t = threading.Thread(target=read_stderr, daemon=True)
+    t.start()
+    timer = threading.Timer(timeout_s, proc.kill)
+    timer.start()
+    try:
+        out = proc.stdout.read()
+        proc.wait()
+    finally:
+        timer.cancel()
+    t.join(join_s)
+    return out
+
+
 def run_client(server, cell, a):
     """Run the load client against a started server; returns a result dict
     with the client's JSON plus server/client CPU over the measured window."""
@@ -514,27 +534,14 @@ def run_client(server, cell, a):
     errlines = []
     spid = server.proc.pid
 
-    def read_marks():
-        for line in proc.stderr:
-            line = line.strip()
-            if line in ("mark start", "mark end"):
-                # the main thread is the loop thread in every server here
-                samples[line.split()[1]] = (time.monotonic(), proc_cpu(spid),
-                                            machine_ticks(), proc_cpu(spid, spid))
-            elif line:
-                errlines.append(line)
-    t = threading.Thread(target=read_marks, daemon=True)
-    t.start()
-    # stdout here, stderr (the marks) in the thread; a timer kills a client
-    # that hangs
-    timer = threading.Timer(a.warmup + a.duration + 60 + cell["conns"] / 50, proc.kill)
-    timer.start()
-    try:
-        out = proc.stdout.read()
-        proc.wait()
-    finally:
-        timer.cancel()
-    t.join(5)
+    def on_mark(line):
+        if line in ("mark start", "mark end"):
+            # the main thread is the loop thread in every server here
+            samples[line.split()[1]] = (time.monotonic(), proc_cpu(spid),
+                                        machine_ticks(), proc_cpu(spid, spid))
+        elif line:
+            errlines.append(line)
+    out = client_output(proc, on_mark, a.warmup + a.duration + 60 + cell["conns"] / 50)
     if proc.returncode == -9:
         return {"ok": False, "why": "client timed out"}
     res = {"ok": False, "client_rc": proc.returncode}

@@ -28,13 +28,11 @@ Servers and --build are echo_bench.py's (see its --help).  Needs valgrind
 """
 import argparse
 import json
-import os
 import re
 import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -111,35 +109,22 @@ def drive(server, mode, a, out_file):
     pid = server.proc.pid
     marks, errors = [], []
 
-    def on_marks():
+    def on_mark(line):
         # The counters follow the client's measured window: zeroed at its
         # start, dumped at its end (callgrind_control answers in a few ms,
         # the same at both ends).
-        for line in proc.stderr:
-            line = line.strip()
-            try:
-                if line == "mark start":
-                    callgrind_control(pid, "-z")
-                    marks.append(time.monotonic())
-                elif line == "mark end":
-                    callgrind_control(pid, "-d")
-                    marks.append(time.monotonic())
-                elif line:
-                    errors.append(line)
-            except (RuntimeError, subprocess.TimeoutExpired) as exc:
-                errors.append(str(exc))
-    t = threading.Thread(target=on_marks, daemon=True)
-    t.start()
-    # stdout here, stderr (the marks) in the thread; a timer kills a client
-    # that hangs
-    timer = threading.Timer(a.warmup + a.duration + 300, proc.kill)
-    timer.start()
-    try:
-        out = proc.stdout.read()
-        proc.wait()
-    finally:
-        timer.cancel()
-    t.join(90)
+        try:
+            if line == "mark start":
+                callgrind_control(pid, "-z")
+                marks.append(time.monotonic())
+            elif line == "mark end":
+                callgrind_control(pid, "-d")
+                marks.append(time.monotonic())
+            elif line:
+                errors.append(line)
+        except (RuntimeError, subprocess.TimeoutExpired) as exc:
+            errors.append(str(exc))
+    out = eb.client_output(proc, on_mark, a.warmup + a.duration + 300, join_s=90)
     try:
         res = json.loads(out.strip().splitlines()[-1])
     except (IndexError, ValueError):
