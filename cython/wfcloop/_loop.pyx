@@ -32,7 +32,7 @@ import socket
 import sys
 import threading
 from collections.abc import MutableMapping
-from types import MethodType
+from types import MemberDescriptorType, MethodType
 from weakref import WeakValueDictionary
 from wfcloop import asyncio_compat
 

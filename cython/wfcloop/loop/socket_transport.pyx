@@ -80,8 +80,8 @@ class SocketTransport(SelectorSocketTransport):
     # The state the read and write paths look at on every event, in slots:
     # asyncio's code sets and reads them as before (a slot is a data
     # descriptor, found before the instance dict), and the paths below read
-    # them at their offsets in the object (HOT_FIELDS), as run_once reads a
-    # Handle's.  As instance attributes each was a dict lookup of about 170
+    # them at their offsets in the object (the T_* offsets after the class),
+    # as run_once reads a Handle's.  As instance attributes each was a dict lookup of about 170
     # instructions, nine of them per echoed message.
     __slots__ = ("_sock_fd", "_protocol", "_read_ready_cb", "_conn_lost", "_buffer",
                  "_eof", "_empty_waiter", "_wfc_io")
@@ -179,7 +179,7 @@ class SocketTransport(SelectorSocketTransport):
         super(SelectorSocketTransport, self).set_protocol(protocol)
 
     def _read_ready(self):
-        (<object>get_slot(self, T_READ_READY_CB))(self)
+        field(self, T_READ_READY_CB)(self)
 
     def _read_ready__data_received(self):
         cdef ssize_t n
@@ -276,6 +276,8 @@ cdef Py_ssize_t hot_field_offset(str name) except -1:
     if name != "_wfc_io" and name not in asyncio_compat.SOCKET_TRANSPORT_STATE:
         raise ImportError(f"SocketTransport's slot {name!r} is not declared in asyncio_compat")
     descriptor = SocketTransport.__dict__[name]
+    if type(descriptor) is not MemberDescriptorType:
+        raise ImportError(f"SocketTransport.{name} is not a slot")
     return (<PyMemberDescrObject *>descriptor).d_member.offset
 
 
